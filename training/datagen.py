@@ -18,7 +18,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -97,8 +97,12 @@ SHIFTED: dict[str, Regime] = {
     # A rate shock: repayments jump, so leverage dominates and credit history counts for
     # less; mortgages (variable rate) turn risky. The old model's ranking decays.
     "concept_drift": Regime(
-        dti_weight=12.0, credit_weight=-0.002, delinquency_weight=0.05, loan_ratio_weight=0.2,
-        mortgage_effect=1.5, intercept=-2.5,
+        dti_weight=12.0,
+        credit_weight=-0.002,
+        delinquency_weight=0.05,
+        loan_ratio_weight=0.2,
+        mortgage_effect=1.5,
+        intercept=-2.5,
     ),
     "new_category": Regime(new_purpose_share=0.15),
 }
@@ -119,7 +123,9 @@ def _check_scenario(scenario: str) -> None:
         raise ValueError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
 
 
-def _choice(rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int) -> np.ndarray:
+def _choice(
+    rng: np.random.Generator, values: Sequence[str], p: Sequence[float], n: int
+) -> np.ndarray:
     return np.asarray(values, dtype=object)[rng.choice(len(values), size=n, p=np.asarray(p))]
 
 
@@ -131,7 +137,7 @@ def _lookup(values: np.ndarray, effects: dict[str, float]) -> np.ndarray:
 
 
 def _sample(rng: np.random.Generator, shifted: np.ndarray, regime: Regime) -> pd.DataFrame:
-    """Draw one row per entry of `shifted`; rows where it is True follow `regime`, the rest STABLE."""
+    """One row per entry of `shifted`: True rows follow `regime`, the others STABLE."""
     n = len(shifted)
 
     def per_row(field: str) -> np.ndarray:
@@ -142,7 +148,9 @@ def _sample(rng: np.random.Generator, shifted: np.ndarray, regime: Regime) -> pd
     employment_type[age >= 66] = "retired"
     employment_years = np.minimum(rng.gamma(2.0, 3.5, n), np.maximum(age - 18, 0)).round(1)
     log_income = (
-        10.9 + 0.012 * (np.minimum(age, 60) - 40) + rng.normal(0.0, 0.45, n)
+        10.9
+        + 0.012 * (np.minimum(age, 60) - 40)
+        + rng.normal(0.0, 0.45, n)
         + per_row("income_log_shift")
     )
     income = np.exp(log_income).round(-2)
@@ -244,7 +252,12 @@ def training_set(
 
 
 def write_dataset(
-    out: Path, *, rows: int, seed: int, scenario: str = "stable", as_of_day: int = 0,
+    out: Path,
+    *,
+    rows: int,
+    seed: int,
+    scenario: str = "stable",
+    as_of_day: int = 0,
     change_day: int = 0,
 ) -> dict[str, Path]:
     """Write train (70%), validation (15%) and holdout (15%) CSVs and schema.json into `out`."""
@@ -266,8 +279,12 @@ def write_dataset(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m training.datagen", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, required=True, help="folder for the CSVs and schema.json")
+    parser = argparse.ArgumentParser(
+        prog="python -m training.datagen", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder for the CSVs and schema.json"
+    )
     parser.add_argument("--rows", type=int, default=20000)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--scenario", choices=SCENARIOS, default="stable")
@@ -277,8 +294,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rows < 10:
         parser.error("--rows must be at least 10")
     paths = write_dataset(
-        args.out, rows=args.rows, seed=args.seed, scenario=args.scenario,
-        as_of_day=args.as_of_day, change_day=args.change_day,
+        args.out,
+        rows=args.rows,
+        seed=args.seed,
+        scenario=args.scenario,
+        as_of_day=args.as_of_day,
+        change_day=args.change_day,
     )
     for name, path in paths.items():
         print(f"{name}: {path}")
