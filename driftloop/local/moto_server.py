@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import logging
 import os
 import signal
 import threading
@@ -113,6 +114,8 @@ class MotoServer:
             raise DriftloopError(
                 "moto server: moto[server] is not installed (pip install 'driftloop[local]')"
             ) from exc
+        # werkzeug logs every request at INFO on stderr; the loop makes thousands.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         server = ThreadedMotoServer(ip_address=self.host, port=self._requested_port, verbose=False)
         try:
             server.start()
