@@ -86,6 +86,16 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
+def _categorical_columns(pipeline: Any) -> frozenset[str]:
+    """The columns train.py's ColumnTransformer one-hot encodes (its "categorical" part)."""
+    steps = getattr(pipeline, "named_steps", {})
+    preprocess = steps.get("preprocess") if hasattr(steps, "get") else None
+    for name, _, columns in getattr(preprocess, "transformers_", ()):
+        if name == "categorical":
+            return frozenset(str(c) for c in columns)
+    return frozenset()
+
+
 def model_fn(model_dir: str) -> Model:
     path = Path(model_dir)
     pipeline = joblib.load(path / "model.joblib")
@@ -97,7 +107,7 @@ def model_fn(model_dir: str) -> Model:
         threshold = float(schema.get("threshold", 0.5))
     else:  # a bare Pipeline fitted on a DataFrame still knows its columns
         features = [str(f) for f in pipeline.feature_names_in_]
-        categorical = frozenset()
+        categorical = _categorical_columns(pipeline)
         threshold = 0.5
     return Model(pipeline=pipeline, features=features, categorical=categorical, threshold=threshold)
 
