@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -216,9 +217,20 @@ def read_ground_truth(
 # --------------------------------------------------------------------------- join
 
 
+_ROW_SUFFIX = re.compile(r":(\d+)$")
+
+
 def row_id(event_id: str | None, inference_id: str | None) -> str | None:
-    """The id ground truth uses for a captured row: inferenceId where present, else eventId."""
-    return inference_id if inference_id else event_id
+    """The id ground truth uses for a captured row: inferenceId where present, else eventId.
+
+    The capture reader suffixes ``:i`` to the eventId of row ``i`` of a multi-row request
+    but leaves the request's inferenceId as it is; the row's id is then ``{inferenceId}:i``
+    so each row stays labelable. SageMaker eventIds are UUIDs and never end in ``:digits``.
+    """
+    if not inference_id:
+        return event_id
+    suffix = _ROW_SUFFIX.search(event_id) if event_id else None
+    return f"{inference_id}:{suffix.group(1)}" if suffix else inference_id
 
 
 def predictions_by_id(

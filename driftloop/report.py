@@ -106,14 +106,6 @@ def _pct(x: float | None) -> str:
     return "–" if x is None or not math.isfinite(x) else f"{100 * x:.1f}%"
 
 
-def _get(d: Mapping[str, Any], *names: str, default: Any = None) -> Any:
-    """The first of ``names`` present in ``d`` (the drift report's fields have aliases)."""
-    for name in names:
-        if name in d and d[name] is not None:
-            return d[name]
-    return default
-
-
 # --------------------------------------------------------------------------- histograms
 
 
@@ -185,8 +177,7 @@ def _svg_histogram(labels: Sequence[str], base: np.ndarray, cur: np.ndarray, dri
     bar = max(group * 0.4, 0.5)
     cls = "cd" if drifted else "c"
     parts = [
-        f'<svg width="{width}" height="{height}" '
-        f'viewBox="0 0 {width} {height}" role="img">',
+        f'<svg width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">',
         f'<text x="0" y="{pad_t + 8}">{100 * top:.0f}%</text>'
         f'<text x="0" y="{pad_t + plot_h}">0%</text>',
         f'<line x1="{pad_l}" y1="{pad_t + plot_h}" x2="{width - 4}" '
@@ -217,60 +208,79 @@ def _svg_histogram(labels: Sequence[str], base: np.ndarray, cur: np.ndarray, dri
 
 
 def _feature_section(index: int, name: str, row: Mapping[str, Any], base: Any, cur: Any) -> str:
-    drifted = bool(_get(row, "drifted", "drift", default=False))
-    kind = str(_get(row, "kind", default="categorical" if hasattr(base, "other") else "numeric"))
+    drifted = bool(row.get("drift"))
+    kind = str(row.get("kind", "numeric"))
     if base is None:
         chart = '<p class="muted">not in the baseline profile</p>'
-        missing = ""
-    else:
-        if hasattr(base, "edges"):
-            labels, b = _numeric_bars(base)
-            c = np.asarray(getattr(cur, "counts", np.zeros_like(b)), dtype=np.float64)
-            if c.shape != b.shape:
-                c = np.zeros_like(b)
-            labels, b, c = _merge_pairs(labels, b, c)
-        else:
-            labels, b, c = _categorical_bars(base, cur)
+    elif hasattr(base, "edges"):
+        labels, b = _numeric_bars(base)
+        c = np.asarray(getattr(cur, "counts", np.zeros_like(b)), dtype=np.float64)
+        if c.shape != b.shape:
+            c = np.zeros_like(b)
+        labels, b, c = _merge_pairs(labels, b, c)
         chart = _svg_histogram(labels, _proportions(b), _proportions(c), drifted)
-        missing = (
-            f'<p class="muted">missing: baseline {_fmt(getattr(base, "n_missing", None))}, '
-            f"current {_fmt(getattr(cur, 'n_missing', None) if cur is not None else None)}</p>"
-        )
+    else:
+        labels, b, c = _categorical_bars(base, cur)
+        chart = _svg_histogram(labels, _proportions(b), _proportions(c), drifted)
+    notes = [
+        f"missing: baseline {_pct(row.get('missing_rate_baseline'))}, "
+        f"current {_pct(row.get('missing_rate_current'))}",
+        f"rows: baseline {_fmt(row.get('n_baseline'))}, current {_fmt(row.get('n'))}",
+    ]
+    if row.get("reasons"):
+        notes.append("why: " + ", ".join(escape(str(r)) for r in row["reasons"]))
+    if row.get("unseen_categories"):
+        notes.append("unseen: " + ", ".join(escape(str(u)) for u in row["unseen_categories"]))
     flag = '<span class="badge drift">drift</span> ' if drifted else ""
     return (
         f'<section class="f" id="f{index}"><h3>{flag}{escape(name)} '
-        f'<span class="muted">({escape(kind)})</span></h3>{chart}{missing}</section>'
+        f'<span class="muted">({escape(kind)})</span></h3>{chart}'
+        f'<p class="muted">{" · ".join(notes)}</p></section>'
     )
 
 
 # --------------------------------------------------------------------------- drift page
 
+PREDICTIONS_LABEL = "model output (predictions)"
+
 
 def _feature_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The per-feature results as a list of dicts with a ``name`` (list or mapping form)."""
-    feats = _get(report, "features", default=[])
-    if isinstance(feats, Mapping):
-        return [{"name": k, **v} for k, v in feats.items()]
-    return [dict(f) for f in feats]
+    """The per-feature results as dicts with a ``name``, the model output last."""
+    rows = [{"name": k, **v} for k, v in (report.get("features") or {}).items()]
+    prediction = report.get("prediction_drift")
+    if prediction:
+        rows.append({"name": PREDICTIONS_LABEL, "_predictions": True, **prediction})
+    return rows
 
 
 def _sort_key(row: Mapping[str, Any]) -> tuple[int, float, str]:
-    drifted = bool(_get(row, "drifted", "drift", default=False))
-    score = _get(row, "score", default=None)
-    threshold = _get(row, "threshold", default=None)
+    """Drifted first, then by how far the score is past (or short of) its threshold."""
+    score, threshold = row.get("score"), row.get("threshold")
     ratio = 0.0
     if isinstance(score, int | float) and math.isfinite(score):
         ratio = score / threshold if isinstance(threshold, int | float) and threshold else score
-    return (0 if drifted else 1, -ratio, str(row.get("name", "")))
+    return (0 if row.get("drift") else 1, -ratio, str(row["name"]))
 
 
 def _verdict(report: Mapping[str, Any]) -> tuple[str, str]:
-    status = str(_get(report, "status", default="ok"))
-    if status == "insufficient_data":
+    if report.get("status") == "insufficient_data":
         return "insufficient", "INSUFFICIENT DATA"
-    if _get(report, "drift_detected", "drifted", "drift", default=False):
+    if report.get("dataset_drift"):
         return "drift", "DRIFT DETECTED"
     return "ok", "NO DRIFT"
+
+
+def _score_row(index: int, r: Mapping[str, Any]) -> str:
+    drifted = bool(r.get("drift"))
+    mark = ' class="d"' if drifted else ""
+    return (
+        f'<tr{mark}><td><a href="#f{index}">{escape(str(r["name"]))}</a></td>'
+        f"<td>{_fmt(r.get('kind'))}</td><td>{_fmt(r.get('method'))}</td>"
+        f'<td class="n">{_fmt(r.get("score"))}</td>'
+        f'<td class="n">{_fmt(r.get("threshold"))}</td>'
+        f'<td class="n">{_fmt(r.get("p_value_adjusted"))}</td>'
+        f"<td>{'<b>yes</b>' if drifted else 'no'}</td></tr>"
+    )
 
 
 def render_html(
@@ -282,85 +292,60 @@ def render_html(
     """The drift report as one self-contained HTML page.
 
     ``drift_report`` is ``DriftReport.to_dict()``; ``baseline`` and ``current`` are the
-    DatasetProfiles it compared (current binned on the baseline's edges), used for the
-    per-feature histograms.
+    DatasetProfiles it compared (current profiled on the baseline's bins), drawn as
+    per-feature histograms: numeric bins as proportions of the finite values,
+    categorical as the baseline's top categories, "(other)" and "(unseen)".
     """
     rows = sorted(_feature_rows(drift_report), key=_sort_key)
     cls, verdict = _verdict(drift_report)
-    n_features = len(rows)
-    n_drifted = sum(1 for r in rows if _get(r, "drifted", "drift", default=False))
-    share = _get(
-        drift_report, "drift_share", default=(n_drifted / n_features if n_features else 0.0)
-    )
-    reason = _get(drift_report, "reason", default="")
+    n_features = int(drift_report.get("n_features", len(drift_report.get("features") or {})))
     summary = [
         ("verdict", f'<span class="badge {cls}">{verdict}</span>'),
+        ("reason", _fmt(drift_report.get("reason", ""))),
+        ("rows (current)", _fmt(drift_report.get("n_rows"))),
+        ("rows (baseline)", _fmt(drift_report.get("n_baseline_rows"))),
+        ("malformed (skipped)", _fmt(drift_report.get("n_malformed", 0))),
         (
-            "rows (current)",
-            _fmt(_get(drift_report, "n_rows", default=getattr(current, "n_rows", None))),
+            "drifted features",
+            f"{_fmt(drift_report.get('n_drifted', 0))} of {n_features} "
+            f"({_pct(drift_report.get('drift_share'))})",
         ),
-        (
-            "rows (baseline)",
-            _fmt(
-                _get(
-                    drift_report,
-                    "baseline_rows",
-                    "n_baseline_rows",
-                    default=getattr(baseline, "n_rows", None),
-                )
-            ),
-        ),
-        ("malformed (skipped)", _fmt(_get(drift_report, "n_malformed", default=0))),
-        ("drifted features", f"{n_drifted} of {n_features} ({_pct(share)})"),
     ]
-    for key, label in (
-        ("window_start", "window start"),
-        ("window_end", "window end"),
-        ("generated_at", "generated"),
-    ):
+    if drift_report.get("missing_features"):
+        missing = ", ".join(escape(str(m)) for m in drift_report["missing_features"])
+        summary.append(("features absent from the input", missing))
+    for key in ("endpoint", "window_start", "window_end", "generated_at"):
         if key in drift_report:
-            summary.append((label, _fmt(drift_report[key])))
-    if reason:
-        summary.append(("reason", _fmt(reason)))
+            summary.append((key.replace("_", " "), _fmt(drift_report[key])))
     dl = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in summary)
-
     head = (
         "<tr><th>feature</th><th>kind</th><th>method</th><th>score</th><th>threshold</th>"
-        "<th>p-value (adj.)</th><th>drift</th></tr>"
+        "<th>p-value (BH adj.)</th><th>drift</th></tr>"
     )
-    body = []
-    for i, r in enumerate(rows):
-        drifted = bool(_get(r, "drifted", "drift", default=False))
-        mark = ' class="d"' if drifted else ""
-        body.append(
-            f'<tr{mark}><td><a href="#f{i}">{escape(str(r.get("name")))}</a></td>'
-            f"<td>{_fmt(_get(r, 'kind'))}</td><td>{_fmt(_get(r, 'method'))}</td>"
-            f'<td class="n">{_fmt(_get(r, "score"))}</td>'
-            f'<td class="n">{_fmt(_get(r, "threshold"))}</td>'
-            f'<td class="n">{_fmt(_get(r, "p_value_adjusted", "p_adjusted", "q_value"))}</td>'
-            f"<td>{'<b>yes</b>' if drifted else 'no'}</td></tr>"
-        )
+    body = "".join(_score_row(i, r) for i, r in enumerate(rows))
     base_feats = getattr(baseline, "features", {}) or {}
     cur_feats = getattr(current, "features", {}) or {}
-    sections = [
-        _feature_section(
-            i, str(r.get("name")), r, base_feats.get(r.get("name")), cur_feats.get(r.get("name"))
-        )
-        for i, r in enumerate(rows)
-    ]
+    sections = []
+    for i, r in enumerate(rows):
+        if r.get("_predictions"):
+            b, c = getattr(baseline, "predictions", None), getattr(current, "predictions", None)
+        else:
+            b, c = base_feats.get(r["name"]), cur_feats.get(r["name"])
+        sections.append(_feature_section(i, str(r["name"]), r, b, c))
     return (
         "<!DOCTYPE html>\n"
         f'<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title>'
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
         f"<style>{_CSS}</style></head><body>"
         f'<h1>{escape(title)}</h1><dl class="sum">{dl}</dl>'
-        f"<h2>Scores</h2><table>{head}{''.join(body)}</table>"
+        f"<h2>Scores</h2><table>{head}{body}</table>"
         '<h2>Distributions</h2><p class="legend muted">'
         '<span style="background:#9aa4ae"></span>baseline'
         '<span style="background:#1f6feb"></span>current'
         '<span style="background:#c62828"></span>current (drifted)</p>'
         f"{''.join(sections)}"
-        '<p class="muted">Generated by driftloop. Proportions are of non-missing values.</p>'
+        '<p class="muted">Generated by driftloop. Numeric bars are proportions of the finite '
+        "values; categorical bars of the present values.</p>"
         "</body></html>\n"
     )
 

@@ -164,6 +164,21 @@ def test_predictions_by_id_prefers_inference_id() -> None:
     assert preds == {"inf-1": 0.1, "F:0": 0.2, "F:1": 0.3}
 
 
+def test_multi_row_request_with_inference_id_keeps_rows_apart() -> None:
+    # Given a two-row request whose caller set inferenceId "inf-9" (the reader suffixes E:i)
+    batch = FeatureBatch(
+        columns={},
+        n_rows=2,
+        predictions=np.array([0.4, 0.6]),
+        event_ids=["E:0", "E:1"],
+        inference_ids=["inf-9", "inf-9"],
+    )
+    log = MalformedLog()
+    # When indexed, then each row gets inferenceId:i and no duplicate is counted
+    assert predictions_by_id([batch], log) == {"inf-9:0": 0.4, "inf-9:1": 0.6}
+    assert log.total == 0
+
+
 def test_join_counts_unmatched_labels_unlabelled_and_invalid() -> None:
     # Given predictions and labels that only partly overlap, one with a NaN score
     preds = {"a": 0.9, "b": 0.1, "c": float("nan"), "d": 0.5}
