@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
+from threadpoolctl import threadpool_limits
 
 from driftloop.schema import Schema
 from training import datagen
@@ -20,6 +22,14 @@ from training.datagen import (
     generate_timeline,
     training_set,
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread() -> Iterator[None]:
+    # HistGradientBoosting's OpenMP threads spin against the other test worker on a
+    # 2-core machine (10x slower); one thread is faster for these small fits.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
 
 
 def test_same_seed_same_rows_and_other_seed_other_rows() -> None:

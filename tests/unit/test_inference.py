@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
 import numpy as np
 import pandas as pd
 import pytest
+from threadpoolctl import threadpool_limits
 
 from training import inference, train
 from training.datagen import CATEGORICAL_FEATURES, FEATURES, TARGET, schema_dict, training_set
 from training.inference import InvalidInput, UnsupportedAccept, UnsupportedContentType
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_openmp_thread() -> Iterator[None]:
+    # HistGradientBoosting's OpenMP threads spin against the other test worker on a
+    # 2-core machine (10x slower); one thread is faster for these small fits.
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
 
 
 @pytest.fixture(scope="module")
