@@ -108,6 +108,18 @@ SHIFTED: dict[str, Regime] = {
 }
 
 
+def combine(*scenarios: str) -> Regime:
+    """One regime with every change of the named scenarios (e.g. covariate + concept drift)."""
+    changes: dict[str, float] = {}
+    for name in scenarios:
+        _check_scenario(name)
+        regime = SHIFTED[name]
+        for key in Regime.__dataclass_fields__:
+            if getattr(regime, key) != getattr(STABLE, key):
+                changes[key] = getattr(regime, key)
+    return Regime(**changes)
+
+
 def schema_dict() -> dict[str, object]:
     """The driftloop Schema of this data set (see driftloop.schema.Schema.to_dict)."""
     return {
@@ -199,6 +211,11 @@ def _sample(rng: np.random.Generator, shifted: np.ndarray, regime: Regime) -> pd
             TARGET: label,
         }
     )
+
+
+def sample(rng: np.random.Generator, shifted: np.ndarray, regime: Regime) -> pd.DataFrame:
+    """Public form of the row sampler: FEATURES + `default`, one row per entry of `shifted`."""
+    return _sample(rng, np.asarray(shifted, dtype=bool), regime)
 
 
 def generate_timeline(

@@ -11,6 +11,9 @@ model dir ends up in model.tar.gz:
     baseline.json      driftloop profile of the training features and scores, metrics inside
     statistics.json    the same baseline as Model Monitor statistics
     constraints.json   ... and constraints
+    code/inference.py  the serving hooks (copied from next to this script), so the
+                       tarball SageMaker packs from SM_MODEL_DIR is servable as is
+                       (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code)
 
 Validation metrics are printed as `validation:auc=0.913;` for the SageMaker metric
 definitions (regexes in docs/training.md). Bad input stops the job with one line
@@ -27,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -266,7 +270,6 @@ def write_baseline(
         to_model_monitor_constraints,
         to_model_monitor_statistics,
     )
-
     from driftloop.schema import Schema
 
     kwargs: dict[str, Any] = {"predictions": scores, "metrics": metrics}
@@ -278,6 +281,15 @@ def write_baseline(
     (model_dir / "statistics.json").write_text(json.dumps(statistics, indent=1))
     constraints = to_model_monitor_constraints(profile)
     (model_dir / "constraints.json").write_text(json.dumps(constraints, indent=1))
+
+
+def copy_serving_code(model_dir: Path) -> None:
+    """Put inference.py under model_dir/code: SageMaker tars SM_MODEL_DIR as it is."""
+    source = Path(__file__).resolve().parent / "inference.py"
+    if not source.is_file():
+        raise TrainingError(f"{source}: inference.py must ship next to train.py")
+    (model_dir / "code").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, model_dir / "code" / "inference.py")
 
 
 def _finite(metrics: dict[str, float]) -> dict[str, float | None]:
@@ -327,6 +339,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     }
     args.model_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(pipeline, args.model_dir / "model.joblib")
+    copy_serving_code(args.model_dir)
     (args.model_dir / "schema.json").write_text(
         json.dumps({**schema, "threshold": args.threshold}, indent=2)
     )

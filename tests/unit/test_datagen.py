@@ -158,3 +158,14 @@ def test_cli_writes_the_three_splits_and_a_schema(tmp_path: Path, capsys) -> Non
     assert schema.features == FEATURES and schema.target == TARGET
     assert schema.categorical == frozenset(CATEGORICAL_FEATURES)
     assert "train:" in capsys.readouterr().out
+
+
+def test_combine_merges_the_changes_of_several_scenarios() -> None:
+    both = datagen.combine("covariate_shift", "concept_drift")
+    assert both.credit_shift == datagen.SHIFTED["covariate_shift"].credit_shift
+    assert both.dti_weight == datagen.SHIFTED["concept_drift"].dti_weight
+    assert both.delinquency_weight == datagen.SHIFTED["concept_drift"].delinquency_weight
+    assert both.new_purpose_share == 0.0
+    assert datagen.combine() == datagen.STABLE
+    rows = datagen.sample(np.random.default_rng(0), np.ones(2000, bool), both)
+    assert rows["credit_score"].mean() < training_set(2000, seed=0)["credit_score"].mean() - 30

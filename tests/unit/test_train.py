@@ -138,8 +138,12 @@ def test_model_dir_holds_every_artefact_and_the_baseline_profiles_training_data(
     names = {p.name for p in model_dir.iterdir()}
     assert names == {
         "model.joblib", "schema.json", "evaluation.json", "baseline.json",
-        "statistics.json", "constraints.json",
+        "statistics.json", "constraints.json", "code",
     }  # fmt: skip
+    # The serving hooks ride along, byte for byte
+    assert (model_dir / "code" / "inference.py").read_bytes() == Path(
+        inference.__file__
+    ).read_bytes()
     # The baseline profiles the 2100 training rows, with scores and the validation metrics
     baseline = DatasetProfile.load(model_dir / "baseline.json")
     assert baseline.n_rows == 2100
