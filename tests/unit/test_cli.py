@@ -505,3 +505,40 @@ def test_console_script_smoke(work) -> None:
     # Then the process exit code is the verdict and stdout the summary
     assert proc.returncode == 1, proc.stderr
     assert proc.stdout.startswith("DRIFT") and proc.stderr == ""
+
+
+def test_cli_reports_only_carry_documented_fields(work, quality_files, tmp_path) -> None:
+    # Given the documented schema (docs/report-schema.md), context fields included
+    from tests.unit.test_report_schema import check_fields, documented
+
+    tables = documented()
+    # When the CLI writes both reports
+    run(
+        "drift",
+        "--baseline",
+        str(work["baseline"]),
+        str(work["dir"] / "shifted.jsonl"),
+        "--json",
+        str(tmp_path / "d.json"),
+    )
+    run(
+        "quality",
+        "--baseline",
+        str(work["baseline"]),
+        "--capture",
+        str(quality_files["capture"]),
+        "--ground-truth",
+        str(quality_files["good"]),
+        "--json",
+        str(tmp_path / "q.json"),
+    )
+    drift = orjson.loads((tmp_path / "d.json").read_bytes())
+    quality = orjson.loads((tmp_path / "q.json").read_bytes())
+    # Then every field is documented, core or context, with its type
+    check_fields(drift, {**tables["drift"], **tables["drift.context"]}, "drift", exact=False)
+    assert set(tables["drift"]) <= set(drift)
+    check_fields(drift["malformed"], tables["malformed"], "drift.malformed")
+    check_fields(
+        quality, {**tables["quality"], **tables["quality.context"]}, "quality", exact=False
+    )
+    assert set(tables["quality"]) <= set(quality)
