@@ -1,0 +1,1163 @@
+"""SageMaker Data Capture: the S3 key layout, a writer, and a fast streaming reader.
+
+The capture files are the one input every check shares, and SageMaker (or the local
+endpoint) writes them in a fixed JSON Lines layout. This module writes that layout
+exactly, so local runs produce files Model Monitor users recognise, and reads it fast
+enough that a drift check over an hour of traffic fits in one Lambda: records stream in
+chunks (memory stays flat however large the file), JSON goes through orjson once per
+line, and the common CSV payload is tokenised and converted to floats with numpy over a
+whole chunk at a time instead of value by value. Anything unusual (quoted CSV, JSON
+payloads, odd rows) takes a careful per-record path that yields the same result.
+
+Bad input never raises: each skipped record or row is counted in the `MalformedLog`
+with a reason and `file:line`. The reasons, and what happens to the data:
+
+dropped (the record or row yields no features)
+    ``invalid_json``            the line is not a JSON object
+    ``missing_capture_data``    no ``captureData.endpointInput`` with a string ``data``
+    ``missing_event_metadata``  no ``eventMetadata`` with string ``eventId`` and ``inferenceTime``
+    ``bad_inference_time``      ``inferenceTime`` is not an ISO-8601 UTC time
+    ``bad_encoding``            ``encoding`` is not CSV, JSON or BASE64
+    ``bad_base64``              a BASE64 payload that does not decode
+    ``undecodable_payload``     decoded bytes that are not UTF-8
+    ``bad_json_payload``        a JSON payload that does not parse or has no rows
+    ``unsupported_content_type`` a payload that is neither CSV nor JSON
+    ``empty_payload``           a request with no rows at all
+    ``wrong_column_count``      a row (one per bad row) with the wrong number of fields
+    ``unparseable_value``       a row (one per bad row) with a non-numeric value in a
+                                numeric column; a row is kept only if every value parses
+
+kept (the rows are kept; the predictions of that record are NaN)
+    ``bad_prediction``          an output payload that does not parse
+    ``prediction_count_mismatch`` an output with a different number of rows than the input
+
+Missing values are not malformed: an empty CSV field, ``nan`` or JSON ``null`` is a
+missing value (NaN / None) and the profiler counts it. ``inf`` and ``-inf`` are kept as
+such; the profiler counts them as invalid. Blank lines are ignored.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import gc
+import io
+import warnings
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import orjson
+
+from driftloop.batch import FeatureBatch
+from driftloop.errors import DriftloopError, MalformedLog
+from driftloop.schema import Schema
+
+__all__ = [
+    "DROPPING_REASONS",
+    "KEEPING_REASONS",
+    "capture_key",
+    "encode_capture_record",
+    "format_inference_time",
+    "iter_capture_paths",
+    "read_capture",
+]
+
+DROPPING_REASONS = frozenset(
+    {
+        "invalid_json",
+        "missing_capture_data",
+        "missing_event_metadata",
+        "bad_inference_time",
+        "bad_encoding",
+        "bad_base64",
+        "undecodable_payload",
+        "bad_json_payload",
+        "unsupported_content_type",
+        "empty_payload",
+        "wrong_column_count",
+        "unparseable_value",
+    }
+)
+KEEPING_REASONS = frozenset({"bad_prediction", "prediction_count_mismatch"})
+
+# Tokens longer than this are converted one by one rather than in the padded numpy
+# matrix, so one absurd value cannot blow the matrix up to (rows x its length) bytes.
+_MAX_VECTOR_WIDTH = 48
+_READ_LINES_HINT = 1 << 20
+# Lines parsed into dicts at a time: bounds the memory the parsed JSON holds at once.
+_EXTRACT_LINES = 8192
+
+
+# bytes that may appear in a run of JSON numbers separated by commas / newlines
+_JSON_NUMBER_BYTES = np.zeros(256, dtype=bool)
+_JSON_NUMBER_BYTES[np.frombuffer(b"0123456789.eE+-,\n", dtype=np.uint8)] = True
+
+# --------------------------------------------------------------------------- writing
+
+
+def capture_key(prefix: str, endpoint: str, variant: str, when: datetime, name: str) -> str:
+    """`{prefix}/{endpoint}/{variant}/yyyy/mm/dd/hh/{name}.jsonl`, the hour in UTC."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    stem = name[: -len(".jsonl")] if name.endswith(".jsonl") else name
+    head = prefix.strip("/")
+    parts = [head] if head else []
+    parts += [endpoint, variant, when.strftime("%Y/%m/%d/%H"), f"{stem}.jsonl"]
+    return "/".join(parts)
+
+
+def format_inference_time(when: datetime) -> str:
+    """SageMaker's `inferenceTime`: UTC, whole seconds, a literal Z ("2026-11-01T10:15:49Z")."""
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _media_type(content_type: str) -> str:
+    return content_type.split(";", 1)[0].strip().lower()
+
+
+def _encode_payload(
+    data: bytes,
+    content_type: str,
+    mode: str,
+    csv_types: tuple[str, ...],
+    json_types: tuple[str, ...],
+) -> dict[str, str]:
+    media = _media_type(content_type)
+    encoding = "BASE64"
+    text: str | None = None
+    if media in {_media_type(t) for t in csv_types}:
+        encoding = "CSV"
+    elif media in {_media_type(t) for t in json_types}:
+        encoding = "JSON"
+    if encoding != "BASE64":
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            encoding = "BASE64"  # SageMaker cannot write undecodable bytes as text either
+    if text is None:
+        text = base64.b64encode(data).decode("ascii")
+    # Key order is SageMaker's: observedContentType, mode, data, encoding.
+    return {"observedContentType": content_type, "mode": mode, "data": text, "encoding": encoding}
+
+
+def encode_capture_record(
+    *,
+    input_data: bytes,
+    input_content_type: str,
+    output_data: bytes | None,
+    output_content_type: str | None,
+    event_id: str,
+    inference_time: datetime,
+    inference_id: str | None = None,
+    capture_input: bool = True,
+    capture_output: bool = True,
+    csv_content_types: tuple[str, ...] = ("text/csv",),
+    json_content_types: tuple[str, ...] = ("application/json",),
+) -> bytes:
+    """One capture line (with its trailing newline) in SageMaker's exact layout.
+
+    Content types listed in `csv_content_types` / `json_content_types` (the endpoint
+    config's CaptureContentTypeHeader) are written as text; everything else as BASE64,
+    which is what SageMaker does.
+    """
+    capture: dict[str, Any] = {}
+    if capture_input:
+        capture["endpointInput"] = _encode_payload(
+            input_data, input_content_type, "INPUT", csv_content_types, json_content_types
+        )
+    if capture_output and output_data is not None:
+        capture["endpointOutput"] = _encode_payload(
+            output_data,
+            output_content_type or "application/octet-stream",
+            "OUTPUT",
+            csv_content_types,
+            json_content_types,
+        )
+    metadata: dict[str, str] = {"eventId": event_id}
+    if inference_id is not None:
+        metadata["inferenceId"] = inference_id
+    metadata["inferenceTime"] = format_inference_time(inference_time)
+    record = {"captureData": capture, "eventMetadata": metadata, "eventVersion": "0"}
+    return orjson.dumps(record) + b"\n"
+
+
+def iter_capture_paths(path: str | Path) -> Iterator[Path]:
+    """The capture files under `path`: the file itself, or every `*.jsonl` below it, sorted."""
+    p = Path(path)
+    if p.is_file():
+        yield p
+        return
+    if not p.is_dir():
+        raise DriftloopError(f"{p}: no such capture file or folder")
+    yield from sorted(q for q in p.rglob("*.jsonl") if q.is_file())
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class _Rows:
+    """Rows gathered from one chunk of records, before they become a FeatureBatch.
+
+    Rows come from two paths (vectorised CSV, per-record fallback); each row carries its
+    record's position in the chunk and its index in the request, so the final batch is
+    ordered exactly as the file is, whichever path produced it.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.vec_cols: list[dict[str, np.ndarray]] = []
+        self.vec_rec: list[np.ndarray] = []
+        self.vec_idx: list[np.ndarray] = []
+        self.slow_values: list[list[Any]] = []  # one list of converted values per row
+        self.slow_rec: list[int] = []
+        self.slow_idx: list[int] = []
+
+
+def _parse_number(token: str) -> float | None:
+    """A CSV/JSON-string numeric value: NaN when missing, None when unparseable."""
+    t = token.strip()
+    if not t:
+        return float("nan")
+    try:
+        return float(t)
+    except ValueError:
+        return None
+
+
+def _convert_row(values: list[Any], schema: Schema) -> tuple[list[Any] | None, str]:
+    """Convert raw row values (CSV strings or JSON values) in feature order; None if unparseable."""
+    out: list[Any] = []
+    for name, v in zip(schema.features, values, strict=True):
+        if schema.is_categorical(name):
+            if v is None or v == "":
+                out.append(None)
+            elif isinstance(v, str):
+                out.append(v)
+            elif isinstance(v, bool | int | float):
+                out.append(str(v))
+            else:
+                return None, f"{name}={str(v)[:40]!r}"
+        else:
+            if v is None:
+                out.append(float("nan"))
+            elif isinstance(v, bool | int | float):
+                out.append(float(v))
+            elif isinstance(v, str):
+                f = _parse_number(v)
+                if f is None:
+                    return None, f"{name}={v[:40]!r}"
+                out.append(f)
+            else:
+                return None, f"{name}={str(v)[:40]!r}"
+    return out, ""
+
+
+def _json_rows(doc: Any, schema: Schema) -> list[list[Any]] | None:
+    """Rows of a JSON request body, as lists in feature order; None if the shape is unknown."""
+    if isinstance(doc, dict):
+        for key in ("instances", "features"):
+            if key in doc:
+                return _json_rows(doc[key], schema)
+        # a single object keyed by feature name
+        return [[doc.get(f) for f in schema.features]]
+    if isinstance(doc, list):
+        if not doc:
+            return []
+        if all(isinstance(r, list) for r in doc):
+            return [list(r) for r in doc]
+        if all(isinstance(r, dict) for r in doc):
+            rows: list[list[Any]] = []
+            for r in doc:
+                if "features" in r and isinstance(r["features"], list):
+                    rows.append(list(r["features"]))
+                else:
+                    rows.append([r.get(f) for f in schema.features])
+            return rows
+        if all(not isinstance(r, list | dict) for r in doc):
+            return [list(doc)]  # a single flat list is one row
+    return None
+
+
+def _json_scores(doc: Any) -> list[float] | None:
+    """Scores from a JSON model output: {"predictions": [...]}, a list, or a number."""
+    if isinstance(doc, dict):
+        for key in ("predictions", "scores", "score", "outputs"):
+            if key in doc:
+                return _json_scores(doc[key])
+        return None
+    if isinstance(doc, bool):
+        return [float(doc)]
+    if isinstance(doc, int | float):
+        return [float(doc)]
+    if isinstance(doc, str):
+        f = _parse_number(doc)
+        return None if f is None else [f]
+    if isinstance(doc, list):
+        out: list[float] = []
+        for item in doc:
+            if isinstance(item, dict):
+                s = item.get("score", item.get("probability", item.get("prediction")))
+                if isinstance(s, list):  # per-class probabilities: score of class 1
+                    s = s[1] if len(s) == 2 else (max(s) if s else None)
+            elif isinstance(item, list):
+                s = item[0] if item else None
+            else:
+                s = item
+            if isinstance(s, bool | int | float):
+                out.append(float(s))
+            elif isinstance(s, str) and (f := _parse_number(s)) is not None:
+                out.append(f)
+            else:
+                return None
+        return out
+    return None
+
+
+def _csv_scores(text: str) -> list[float] | None:
+    """Scores from a CSV model output: the first field of each non-blank line."""
+    out: list[float] = []
+    for row in csv.reader(io.StringIO(text)):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        f = _parse_number(row[0])
+        if f is None:
+            return None
+        out.append(f)
+    return out
+
+
+def _csv_split_rows(text: str) -> list[list[str]]:
+    """Rows of a CSV payload (quotes honoured), blank lines dropped."""
+    rows = []
+    for row in csv.reader(io.StringIO(text)):
+        if not row or (len(row) == 1 and not row[0].strip()):
+            continue
+        rows.append(row)
+    return rows
+
+
+def _decode_payload(
+    part: dict[str, Any], where: str, malformed: MalformedLog
+) -> tuple[str, str] | None:
+    """(kind, text) of an input/output payload where kind is "csv" or "json"; None if bad."""
+    data = part.get("data")
+    encoding = part.get("encoding")
+    ctype = part.get("observedContentType") or ""
+    if not isinstance(data, str) or not isinstance(ctype, str):
+        malformed.add("missing_capture_data", where)
+        return None
+    media = _media_type(ctype)
+    if encoding == "BASE64":
+        try:
+            raw = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            malformed.add("bad_base64", where, str(exc))
+            return None
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            malformed.add("undecodable_payload", where, str(exc))
+            return None
+    elif encoding not in ("CSV", "JSON"):
+        malformed.add("bad_encoding", where, str(encoding))
+        return None
+    # CSV and JSON encodings mean SageMaker matched the content type to its CSV or JSON
+    # list; a BASE64 payload is read according to its content type.
+    if encoding == "CSV":
+        return "csv", data
+    if encoding == "JSON":
+        return "json", data
+    if "json" in media:
+        return "json", data
+    if "csv" in media or media == "text/plain":
+        return "csv", data
+    malformed.add("unsupported_content_type", where, ctype)
+    return None
+
+
+class _Fields:
+    """What the extraction step pulls out of a chunk's lines, record by record."""
+
+    def __init__(self) -> None:
+        self.payloads: list[str] = []  # CSV-encoded inputs (the vectorised path)
+        self.outputs: list[Any] = []
+        self.recs: list[int] = []
+        self.slow: list[tuple[int, tuple[Any, Any], str]] = []  # (record, (input, output), where)
+        self.event_ids: list[str] = []
+        self.inference_ids: list[str | None] = []
+        self.times: list[str] = []
+        self.linenos: list[int] = []
+
+
+class _ChunkParser:
+    """Parses one chunk of capture lines into rows; the per-file state lives here."""
+
+    def __init__(self, schema: Schema, malformed: MalformedLog, name: str) -> None:
+        self.schema = schema
+        self.malformed = malformed
+        self.name = name
+        self.n_features = len(schema.features)
+        self.cat_mask = [schema.is_categorical(f) for f in schema.features]
+
+    # ---- pulling the fields out of the JSON lines
+    def parse(self, lines: list[bytes], first_lineno: int) -> FeatureBatch | None:
+        f = _Fields()
+        gc_was_enabled = gc.isenabled()
+        # Parsing allocates many short-lived dicts; the cyclic collector would rescan
+        # them over and over (they hold no cycles), so it is paused for the chunk.
+        gc.disable()
+        try:
+            for off in range(0, len(lines), _EXTRACT_LINES):
+                sub = lines[off : off + _EXTRACT_LINES]
+                if not self._extract_uniform(sub, first_lineno + off, f):
+                    self._extract_careful(sub, first_lineno + off, f)
+        finally:
+            if gc_was_enabled:
+                gc.enable()
+        n_rec = len(f.event_ids)
+        if n_rec == 0:
+            return None
+        keep_rec = self._parse_times(f.times, f.linenos)
+        fast_payloads, fast_outputs, fast_recs, slow = f.payloads, f.outputs, f.recs, f.slow
+        if not keep_rec.all():
+            # Records without a valid time are dropped before their payloads are read, so
+            # nothing in them is counted twice.
+            kept = [i for i, r in enumerate(fast_recs) if keep_rec[r]]
+            fast_payloads = [fast_payloads[i] for i in kept]
+            fast_outputs = [fast_outputs[i] for i in kept]
+            fast_recs = [fast_recs[i] for i in kept]
+            slow = [t for t in slow if keep_rec[t[0]]]
+        rows = _Rows(self.schema)
+        scores = _Scores(n_rec)
+        if fast_payloads:
+            self._fast_csv(fast_payloads, fast_outputs, fast_recs, f.linenos, rows, scores, slow)
+        for k, parts, where in slow:
+            self._slow_record(k, parts, where, rows, scores)
+        return self._assemble(rows, scores, f.event_ids, f.inference_ids)
+
+    def _extract_uniform(self, sub: list[bytes], first_lineno: int, f: _Fields) -> bool:
+        """The common case: every line a well-formed record with a CSV-encoded input.
+
+        Field by field over the whole block (list comprehensions, no per-record branches);
+        False, with nothing recorded, when any line needs the careful path.
+        """
+        loads = orjson.loads
+        try:
+            recs = [loads(line) for line in sub]
+            cds = [r["captureData"] for r in recs]
+            inps = [c["endpointInput"] for c in cds]
+            datas = [i["data"] for i in inps]
+            encs = [i["encoding"] for i in inps]
+            mds = [r["eventMetadata"] for r in recs]
+            eids = [m["eventId"] for m in mds]
+            times = [m["inferenceTime"] for m in mds]
+            outs = [c.get("endpointOutput") for c in cds]
+            iids = [m.get("inferenceId") for m in mds]
+            # str.join raises TypeError on any non-string: a C-speed type check
+            "".join(datas)
+            "".join(eids)
+            "".join(times)
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            return False
+        n = len(sub)
+        if encs.count("CSV") != n:
+            return False
+        if iids.count(None) != n:
+            iids = [i if type(i) is str else None for i in iids]
+        base = len(f.event_ids)
+        f.payloads += datas
+        f.outputs += outs
+        f.recs += range(base, base + n)
+        f.event_ids += eids
+        f.inference_ids += iids
+        f.times += times
+        f.linenos += range(first_lineno, first_lineno + n)
+        return True
+
+    def _extract_careful(self, sub: list[bytes], first_lineno: int, f: _Fields) -> None:
+        """Line by line, counting every line that is not a usable capture record."""
+        malformed = self.malformed
+        name = self.name
+        loads = orjson.loads
+        lineno = first_lineno - 1
+        for line in sub:
+            lineno += 1
+            try:
+                rec = loads(line)
+                cd = rec["captureData"]
+                inp = cd["endpointInput"]
+                data = inp["data"]
+                md = rec["eventMetadata"]
+                eid = md["eventId"]
+                itime = md["inferenceTime"]
+            except orjson.JSONDecodeError:
+                if line.strip():
+                    detail = line[:80].decode("utf-8", "replace").strip()
+                    malformed.add("invalid_json", f"{name}:{lineno}", detail)
+                continue
+            except (KeyError, TypeError, IndexError):
+                self._classify_missing(line, lineno)
+                continue
+            if type(eid) is not str or type(itime) is not str:
+                malformed.add("missing_event_metadata", f"{name}:{lineno}")
+                continue
+            if type(data) is not str:
+                malformed.add("missing_capture_data", f"{name}:{lineno}")
+                continue
+            k = len(f.event_ids)
+            out = cd.get("endpointOutput")
+            if inp.get("encoding") == "CSV":
+                f.payloads.append(data)
+                f.outputs.append(out)
+                f.recs.append(k)
+            else:
+                f.slow.append((k, (inp, out), f"{name}:{lineno}"))
+            f.event_ids.append(eid)
+            iid = md.get("inferenceId")
+            f.inference_ids.append(iid if type(iid) is str else None)
+            f.times.append(itime)
+            f.linenos.append(lineno)
+
+    def _classify_missing(self, line: bytes, lineno: int) -> None:
+        where = f"{self.name}:{lineno}"
+        rec = orjson.loads(line)
+        if not isinstance(rec, dict):
+            self.malformed.add("invalid_json", where, "not a JSON object")
+            return
+        cd = rec.get("captureData")
+        if (
+            not isinstance(cd, dict)
+            or not isinstance(cd.get("endpointInput"), dict)
+            or ("data" not in cd["endpointInput"])
+        ):
+            self.malformed.add("missing_capture_data", where)
+            return
+        self.malformed.add("missing_event_metadata", where)
+
+    def _parse_times(self, times: list[str], linenos: list[int]) -> np.ndarray:
+        """Parse inferenceTime into self.times (datetime64[s]); returns the mask of good records.
+
+        A capture file holds at most 3600 distinct second-resolution times, so each
+        distinct string is parsed once and the rest is a dictionary lookup.
+        """
+        seconds: dict[str, int] = {}
+        nat = np.iinfo(np.int64).min
+        with warnings.catch_warnings():
+            # "2026-11-01T10:15:49Z": numpy warns about the Z but reads it as UTC, as intended.
+            warnings.simplefilter("ignore")
+            for t in dict.fromkeys(times):
+                try:
+                    v = np.datetime64(t, "s") if t[:1].isdigit() else np.datetime64("NaT")
+                    seconds[t] = nat if np.isnat(v) else int(v.astype(np.int64))
+                except (ValueError, TypeError, OverflowError):
+                    seconds[t] = nat
+        sec = np.fromiter(map(seconds.__getitem__, times), dtype=np.int64, count=len(times))
+        self.times = sec.view("datetime64[s]")
+        keep = sec != nat
+        for i in np.flatnonzero(~keep).tolist():
+            self.malformed.add("bad_inference_time", f"{self.name}:{linenos[i]}", times[i][:40])
+        return keep
+
+    # ---- the vectorised CSV path
+    def _fast_csv(
+        self,
+        payloads: list[str],
+        outputs: list[Any],
+        recs: list[int],
+        linenos: list[int],
+        rows: _Rows,
+        scores: _Scores,
+        slow: list[tuple[int, tuple[Any, Any], str]],
+    ) -> None:
+        big = "\n".join(payloads)
+        # Quotes, carriage returns and NULs need the careful path; pull those records out.
+        if '"' in big or "\r" in big or "\x00" in big:
+            keep_p, keep_o, keep_r = [], [], []
+            for p, o, r in zip(payloads, outputs, recs, strict=True):
+                if '"' in p or "\r" in p or "\x00" in p:
+                    quoted = {"data": p, "encoding": "CSV", "observedContentType": "text/csv"}
+                    slow.append((r, (quoted, o), f"{self.name}:{linenos[r]}"))
+                else:
+                    keep_p.append(p)
+                    keep_o.append(o)
+                    keep_r.append(r)
+            payloads, outputs, recs = keep_p, keep_o, keep_r
+            if not payloads:
+                return
+            big = "\n".join(payloads)
+        blk = _CsvBlock(big, payloads)
+        rec_arr = np.asarray(recs, dtype=np.int64)
+        # Requests with no rows at all.
+        n_rows_per = blk.rows_per_payload()
+        scores.n_rows[rec_arr] = n_rows_per
+        for ep in np.flatnonzero(n_rows_per == 0).tolist():
+            self.malformed.add("empty_payload", f"{self.name}:{linenos[recs[ep]]}")
+        # Rows with the wrong number of fields.
+        F = self.n_features
+        good = blk.n_commas == F - 1
+        for br in np.flatnonzero(~good).tolist():
+            self.malformed.add(
+                "wrong_column_count",
+                f"{self.name}:{linenos[recs[int(blk.row_payload[br])]]}",
+                f"{int(blk.n_commas[br]) + 1} fields, expected {F}",
+            )
+        starts, ends = blk.field_bounds(good, F)
+        g_payload = blk.row_payload[good]
+        g_index = blk.row_index[good]
+        cols: dict[str, np.ndarray] = {}
+        row_ok = np.ones(len(g_payload), dtype=bool)
+        num_j = [j for j in range(F) if not self.cat_mask[j]]
+        block = blk.numeric_block(starts[:, num_j], ends[:, num_j]) if num_j else None
+        for j, fname in enumerate(self.schema.features):
+            s, e = starts[:, j], ends[:, j]
+            if self.cat_mask[j]:
+                cols[fname] = blk.categorical(s, e)
+            elif block is not None:
+                cols[fname] = block[:, num_j.index(j)]
+            else:
+                vals, bad = blk.numeric(s, e)
+                cols[fname] = vals
+                if bad is not None:
+                    for r in np.flatnonzero(bad & row_ok).tolist():
+                        tok = blk.token(int(s[r]), int(e[r]))
+                        self.malformed.add(
+                            "unparseable_value",
+                            f"{self.name}:{linenos[recs[g_payload[r]]]}",
+                            f"{fname}={tok[:40]!r}",
+                        )
+                    row_ok &= ~bad
+        if not row_ok.all():
+            cols = {k: v[row_ok] for k, v in cols.items()}
+            g_payload = g_payload[row_ok]
+            g_index = g_index[row_ok]
+        rows.vec_cols.append(cols)
+        rows.vec_rec.append(rec_arr[g_payload])
+        rows.vec_idx.append(g_index)
+        self._fast_scores(outputs, recs, linenos, scores)
+
+    def _fast_scores(
+        self,
+        outputs: list[Any],
+        recs: list[int],
+        linenos: list[int],
+        scores: _Scores,
+    ) -> None:
+        texts: list[str] = []
+        t_recs: list[int] = []
+        try:
+            # the common case: every record has a CSV output
+            if outputs.count(None):
+                raise TypeError
+            texts = [o["data"] for o in outputs]
+            if [o["encoding"] for o in outputs].count("CSV") != len(outputs):
+                raise TypeError
+            big = "\n".join(texts)
+            t_recs = recs
+        except (TypeError, KeyError):
+            texts, t_recs = [], []
+            for o, r in zip(outputs, recs, strict=True):
+                if o is None:
+                    continue
+                if (
+                    type(o) is dict
+                    and o.get("encoding") == "CSV"
+                    and type(d := o.get("data")) is str
+                ):
+                    texts.append(d)
+                    t_recs.append(r)
+                else:
+                    self._slow_scores(r, o, f"{self.name}:{linenos[r]}", scores)
+        big = "\n".join(texts)
+        if '"' in big or "\r" in big or "\x00" in big:
+            keep_t, keep_r = [], []
+            for d, r in zip(texts, t_recs, strict=True):
+                if '"' in d or "\r" in d or "\x00" in d:
+                    quoted = {"data": d, "encoding": "CSV", "observedContentType": "text/csv"}
+                    self._slow_scores(r, quoted, f"{self.name}:{linenos[r]}", scores)
+                else:
+                    keep_t.append(d)
+                    keep_r.append(r)
+            texts, t_recs = keep_t, keep_r
+            big = "\n".join(texts)
+        if not texts:
+            return
+        t_arr = np.asarray(t_recs, dtype=np.int64)
+        expected = scores.n_rows[t_arr]
+        blk = _CsvBlock(big, texts)
+        got = blk.rows_per_payload()
+        firsts_s, firsts_e = blk.first_field()
+        block = blk.numeric_block(firsts_s[:, None], firsts_e[:, None])
+        if block is not None:
+            vals, bad = block[:, 0], None
+        else:
+            vals, bad = blk.numeric(firsts_s, firsts_e)
+        bad_payload = np.zeros(len(texts), dtype=bool)
+        if bad is not None:
+            bad_payload[blk.row_payload[bad]] = True
+        mismatch = (got != expected) & ~bad_payload
+        for p in np.flatnonzero(bad_payload):
+            self.malformed.add("bad_prediction", f"{self.name}:{linenos[t_recs[p]]}", texts[p][:40])
+        for p in np.flatnonzero(mismatch):
+            self.malformed.add(
+                "prediction_count_mismatch",
+                f"{self.name}:{linenos[t_recs[p]]}",
+                f"{int(got[p])} predictions for {int(expected[p])} rows",
+            )
+        ok_rows = ~(bad_payload | mismatch)[blk.row_payload]
+        scores.add_vector(t_arr[blk.row_payload[ok_rows]], blk.row_index[ok_rows], vals[ok_rows])
+
+    # ---- the careful per-record path
+    def _slow_record(
+        self, k: int, parts: tuple[dict[str, Any], Any], where: str, rows: _Rows, scores: _Scores
+    ) -> None:
+        inp, out = parts
+        decoded = _decode_payload(inp, where, self.malformed)
+        if decoded is None:
+            return
+        kind, text = decoded
+        raw_rows: list[list[Any]] | None
+        if kind == "json":
+            try:
+                raw_rows = _json_rows(orjson.loads(text), self.schema)
+            except orjson.JSONDecodeError as exc:
+                self.malformed.add("bad_json_payload", where, str(exc))
+                return
+            if raw_rows is None:
+                self.malformed.add("bad_json_payload", where, "unrecognised JSON request shape")
+                return
+        else:
+            raw_rows = _csv_split_rows(text)
+        if not raw_rows:
+            self.malformed.add("empty_payload", where)
+            return
+        scores.n_rows[k] = len(raw_rows)
+        F = self.n_features
+        for i, raw in enumerate(raw_rows):
+            if len(raw) != F:
+                self.malformed.add("wrong_column_count", where, f"{len(raw)} fields, expected {F}")
+                continue
+            values, detail = _convert_row(raw, self.schema)
+            if values is None:
+                self.malformed.add("unparseable_value", where, detail)
+                continue
+            rows.slow_values.append(values)
+            rows.slow_rec.append(k)
+            rows.slow_idx.append(i)
+        if out is not None:
+            self._slow_scores(k, out, where, scores)
+
+    def _slow_scores(self, k: int, out: Any, where: str, scores: _Scores) -> None:
+        """Predictions of one record; its input's row count is already in scores.n_rows."""
+        if not isinstance(out, dict):
+            self.malformed.add("bad_prediction", where, "endpointOutput is not an object")
+            return
+        quiet = MalformedLog()
+        decoded = _decode_payload(out, where, quiet)
+        if decoded is None:
+            self.malformed.add("bad_prediction", where, ", ".join(quiet.by_reason))
+            return
+        kind, text = decoded
+        vals: list[float] | None
+        if kind == "json":
+            try:
+                vals = _json_scores(orjson.loads(text))
+            except orjson.JSONDecodeError:
+                vals = None
+        else:
+            vals = _csv_scores(text)
+        if vals is None:
+            self.malformed.add("bad_prediction", where, text[:40])
+            return
+        expected = int(scores.n_rows[k])
+        if len(vals) != expected:
+            self.malformed.add(
+                "prediction_count_mismatch", where, f"{len(vals)} predictions for {expected} rows"
+            )
+            return
+        scores.pending[k] = vals
+
+    # ---- putting a chunk together in file order
+    def _assemble(
+        self,
+        rows: _Rows,
+        scores: _Scores,
+        event_ids: list[str],
+        inference_ids: list[Any],
+    ) -> FeatureBatch | None:
+        schema = self.schema
+        parts_rec: list[np.ndarray] = list(rows.vec_rec)
+        parts_idx: list[np.ndarray] = list(rows.vec_idx)
+        col_parts: dict[str, list[np.ndarray]] = {
+            f: [c[f] for c in rows.vec_cols] for f in schema.features
+        }
+        if rows.slow_values:
+            parts_rec.append(np.asarray(rows.slow_rec, dtype=np.int64))
+            parts_idx.append(np.asarray(rows.slow_idx, dtype=np.int64))
+            for j, f in enumerate(schema.features):
+                vals = [r[j] for r in rows.slow_values]
+                if self.cat_mask[j]:
+                    arr = np.empty(len(vals), dtype=object)
+                    arr[:] = vals
+                else:
+                    arr = np.asarray(vals, dtype=np.float64)
+                col_parts[f].append(arr)
+        if not parts_rec:
+            return None
+        rec = np.concatenate(parts_rec) if len(parts_rec) > 1 else parts_rec[0]
+        idx = np.concatenate(parts_idx) if len(parts_idx) > 1 else parts_idx[0]
+        columns = {f: (np.concatenate(p) if len(p) > 1 else p[0]) for f, p in col_parts.items()}
+        order: np.ndarray | None = None
+        if len(parts_rec) > 1 or (len(rec) > 1 and np.any(np.diff(rec) < 0)):
+            order = np.lexsort((idx, rec))
+        if order is not None:
+            rec, idx = rec[order], idx[order]
+            columns = {f: c[order] for f, c in columns.items()}
+        n = len(rec)
+        if n == 0:
+            return None
+        # Row identity: E for a one-row request, E:i for row i of a multi-row request.
+        multi = scores.n_rows[rec] > 1
+        if multi.any():
+            ids = [
+                f"{event_ids[r]}:{i}" if m else event_ids[r]
+                for r, i, m in zip(rec.tolist(), idx.tolist(), multi.tolist(), strict=True)
+            ]
+            inf_ids = [inference_ids[r] for r in rec.tolist()]
+        elif order is None and n == len(event_ids):
+            # one row per request, in file order: the per-record lists are the per-row lists
+            ids, inf_ids = event_ids, inference_ids
+        else:
+            rl = rec.tolist()
+            ids = [event_ids[r] for r in rl]
+            inf_ids = [inference_ids[r] for r in rl]
+        return FeatureBatch(
+            columns=columns,
+            n_rows=n,
+            predictions=scores.lookup(rec, idx),
+            event_ids=ids,
+            inference_ids=inf_ids,
+            inference_times=self.times[rec],
+        )
+
+
+class _Scores:
+    """Predictions per (record, row), filled by both paths and looked up at assembly."""
+
+    def __init__(self, n_rec: int) -> None:
+        self.n_rec = n_rec
+        self.vec_rec: list[np.ndarray] = []
+        self.vec_idx: list[np.ndarray] = []
+        self.vec_val: list[np.ndarray] = []
+        self.pending: dict[int, list[float]] = {}
+        # non-blank input rows of each request (before bad rows are dropped)
+        self.n_rows = np.zeros(n_rec, dtype=np.int64)
+
+    def add_vector(self, rec: np.ndarray, idx: np.ndarray, val: np.ndarray) -> None:
+        self.vec_rec.append(rec)
+        self.vec_idx.append(idx)
+        self.vec_val.append(val)
+
+    def lookup(self, rec: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        pred = np.full(len(rec), np.nan)
+        if not self.vec_rec and not self.pending:
+            return pred
+        # Key each (record, row) pair as one int64 and match with a sorted search.
+        shift = np.int64(1 << 32)
+        keys = rec * shift + idx
+        src_keys: list[np.ndarray] = []
+        src_vals: list[np.ndarray] = []
+        if self.vec_rec:
+            src_keys.append(np.concatenate(self.vec_rec) * shift + np.concatenate(self.vec_idx))
+            src_vals.append(np.concatenate(self.vec_val))
+        if self.pending:
+            pk = [k * (1 << 32) + i for k, vals in self.pending.items() for i in range(len(vals))]
+            pv = [v for vals in self.pending.values() for v in vals]
+            src_keys.append(np.asarray(pk, dtype=np.int64))
+            src_vals.append(np.asarray(pv, dtype=np.float64))
+        sk = np.concatenate(src_keys)
+        sv = np.concatenate(src_vals)
+        srt = np.argsort(sk, kind="stable")
+        sk, sv = sk[srt], sv[srt]
+        pos = np.searchsorted(sk, keys)
+        pos_c = np.minimum(pos, len(sk) - 1)
+        hit = (pos < len(sk)) & (sk[pos_c] == keys)
+        pred[hit] = sv[pos_c[hit]]
+        return pred
+
+
+class _CsvBlock:
+    """Many CSV payloads joined by newlines, tokenised at once with numpy.
+
+    Rows are the non-empty lines; each row remembers which payload (request) it came
+    from and its index within that request. Field boundaries come from the positions of
+    commas, so no Python string is made per value.
+    """
+
+    def __init__(self, big: str, payloads: list[str]) -> None:
+        if big.isascii():
+            raw = big.encode("ascii")
+            lens = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
+        else:
+            raw = big.encode("utf-8", "surrogatepass")
+            lens = np.fromiter(
+                (len(p.encode("utf-8", "surrogatepass")) for p in payloads),
+                dtype=np.int64,
+                count=len(payloads),
+            )
+        self.raw = raw
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        self.buf = buf
+        n = len(buf)
+        p_starts = np.zeros(len(payloads), dtype=np.int64)
+        if len(payloads) > 1:
+            np.cumsum(lens[:-1] + 1, out=p_starts[1:])
+        self.n_payloads = len(payloads)
+        nl = np.flatnonzero(buf == 10)
+        r_starts = np.concatenate(([0], nl + 1))
+        r_ends = np.concatenate((nl, [n]))
+        nonempty = r_ends > r_starts
+        # payload of every line, and the line's index among its payload's lines
+        line_payload = np.searchsorted(p_starts, r_starts, side="right") - 1
+        self.row_starts = r_starts[nonempty]
+        self.row_ends = r_ends[nonempty]
+        self.row_payload = line_payload[nonempty]
+        first_row = np.searchsorted(self.row_payload, np.arange(len(payloads)), side="left")
+        self.row_index = (
+            np.arange(len(self.row_starts), dtype=np.int64) - first_row[self.row_payload]
+        )
+        self.comma_pos = np.flatnonzero(buf == 44)
+        self.commas_before = np.searchsorted(self.comma_pos, self.row_starts)
+        self.n_commas = np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
+
+    def rows_per_payload(self) -> np.ndarray:
+        return np.bincount(self.row_payload, minlength=self.n_payloads).astype(np.int64)
+
+    def field_bounds(self, good: np.ndarray, n_fields: int) -> tuple[np.ndarray, np.ndarray]:
+        """(starts, ends), each (n_good_rows, n_fields), for rows with n_fields fields."""
+        rs = self.row_starts[good]
+        re_ = self.row_ends[good]
+        if n_fields == 1:
+            return rs[:, None], re_[:, None]
+        c = self.comma_pos[self.commas_before[good][:, None] + np.arange(n_fields - 1)]
+        starts = np.concatenate((rs[:, None], c + 1), axis=1)
+        ends = np.concatenate((c, re_[:, None]), axis=1)
+        return starts, ends
+
+    def first_field(self) -> tuple[np.ndarray, np.ndarray]:
+        has = self.n_commas > 0
+        ends = self.row_ends.copy()
+        if has.any():
+            ends[has] = self.comma_pos[self.commas_before[has]]
+        return self.row_starts, ends
+
+    def token(self, s: int, e: int) -> str:
+        return self.raw[s:e].decode("utf-8", "replace")
+
+    def _matrix(self, s: np.ndarray, e: np.ndarray, width: int) -> np.ndarray:
+        """Tokens (all at most `width` bytes) as a fixed-width bytes array ('S{width}')."""
+        cols = np.arange(width)
+        idx = s[:, None] + cols
+        np.minimum(idx, len(self.buf) - 1, out=idx)
+        mat = self.buf[idx]
+        mat[cols >= (e - s)[:, None]] = 0
+        return mat.view(f"S{width}").reshape(len(s))
+
+    def numeric_block(self, s: np.ndarray, e: np.ndarray) -> np.ndarray | None:
+        """Values of the (rows, columns) tokens as a float64 matrix, or None if any is odd.
+
+        The tokens are cut out of the buffer with a byte mask and handed to orjson as
+        one JSON array: a C-speed, correctly rounded parse of every value at once. It
+        only works when every token is a JSON number (no empty value, nan, inf, leading
+        "+" or "."), so None sends the caller to the token-by-token path.
+        """
+        buf = self.buf
+        n = len(buf)
+        delta = np.zeros(n + 1, dtype=np.int8)
+        delta[s.ravel()] += 1
+        delta[e.ravel()] -= 1
+        keep = np.cumsum(delta[:-1], dtype=np.int8).view(np.bool_)
+        ends = e.ravel()
+        keep[ends[ends < n]] = True  # the separator after each token
+        sel = buf[keep]
+        if not _JSON_NUMBER_BYTES[sel].all():
+            return None
+        sel[sel == 10] = 44
+        text = sel.tobytes().rstrip(b",")
+        try:
+            values = orjson.loads(b"[" + text + b"]")
+        except orjson.JSONDecodeError:
+            return None
+        if len(values) != s.size:
+            return None
+        return np.array(values, dtype=np.float64).reshape(s.shape)
+
+    def numeric(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """float64 values and the mask of unparseable tokens (None when all parsed).
+
+        Plain decimals (`-12.345`, up to 15 digits) are parsed here for all tokens at
+        once, one character position per step: the digits accumulate into an exact
+        integer mantissa, and mantissa / 10**fraction_digits is the correctly rounded
+        double (both operands are exact, and IEEE division rounds correctly), i.e. the
+        same value float() gives. Anything else (exponents, nan, inf, spaces, junk)
+        goes through float() token by token. An empty token is a missing value (NaN).
+        """
+        n = len(s)
+        if n == 0:
+            return np.zeros(0), None
+        w = e - s
+        width = int(w.max())
+        buf = self.buf
+        last = len(buf) - 1
+        mant = np.zeros(n, dtype=np.int64)
+        frac = np.zeros(n, dtype=np.int64)
+        ndig = np.zeros(n, dtype=np.int64)
+        seen_dot = np.zeros(n, dtype=bool)
+        odd = w > min(width, _MAX_VECTOR_WIDTH)  # over-long tokens: the careful path
+        first = buf[np.minimum(s, last)]
+        neg = first == 45
+        signed = neg | (first == 43)
+        for k in range(min(width, _MAX_VECTOR_WIDTH)):
+            active = w > k
+            c = buf[np.minimum(s + k, last)]
+            d = c - np.uint8(48)
+            is_digit = (d < 10) & active
+            np.multiply(mant, 10, out=mant, where=is_digit)
+            np.add(mant, d, out=mant, where=is_digit)
+            ndig += is_digit
+            frac += is_digit & seen_dot
+            is_dot = (c == 46) & active
+            odd |= is_dot & seen_dot
+            seen_dot |= is_dot
+            other = active & ~is_digit & ~is_dot
+            if k == 0:
+                other &= ~signed
+            odd |= other
+        empty = w == 0
+        odd |= ~empty & ((ndig == 0) | (ndig > 15))
+        vals = mant / np.power(10.0, frac)
+        np.negative(vals, out=vals, where=neg)
+        vals[empty] = np.nan
+        if not odd.any():
+            return vals, None
+        bad = np.zeros(n, dtype=bool)
+        for i in np.flatnonzero(odd).tolist():
+            f = _parse_number(self.token(int(s[i]), int(e[i])))
+            if f is None:
+                bad[i] = True
+                vals[i] = np.nan
+            else:
+                vals[i] = f
+        return vals, (bad if bad.any() else None)
+
+    def categorical(self, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+        """Object array of str (None for empty), decoding each distinct value once.
+
+        Tokens of up to 8 bytes are packed exactly into one uint64 each (no NUL byte
+        reaches this path), so finding the distinct values is an integer unique; longer
+        tokens are compared as fixed-width bytes.
+        """
+        n = len(s)
+        out = np.empty(n, dtype=object)
+        if n == 0:
+            return out
+        w = e - s
+        width = int(w.max())
+        if width <= 8:
+            key = np.zeros(n, dtype=np.uint64)
+            last = len(self.buf) - 1
+            for k in range(width):
+                c = self.buf[np.minimum(s + k, last)].astype(np.uint64)
+                c[w <= k] = 0
+                key |= c << np.uint64(8 * k)
+            uniq, first, inverse = np.unique(key, return_index=True, return_inverse=True)
+            names = [
+                self.raw[s[i] : e[i]].decode("utf-8", "replace") or None for i in first.tolist()
+            ]
+        else:
+            wide = w > _MAX_VECTOR_WIDTH
+            mat = self._matrix(s, e, min(width, _MAX_VECTOR_WIDTH))
+            uniq, inverse = np.unique(mat, return_inverse=True)
+            names = [u.decode("utf-8", "replace") or None for u in uniq.tolist()]
+        decoded = np.empty(len(uniq), dtype=object)
+        decoded[:] = names
+        out[:] = decoded[inverse.reshape(-1)]
+        if width > 8:
+            for i in np.flatnonzero(wide).tolist():
+                out[i] = self.token(int(s[i]), int(e[i]))
+        return out
+
+
+# --------------------------------------------------------------------------- the reader
+
+
+def _iter_line_chunks(fh: IO[bytes], n: int) -> Iterator[list[bytes]]:
+    while True:
+        lines = list(islice(fh, n))
+        if not lines:
+            return
+        yield lines
+
+
+def _split_batch(batch: FeatureBatch, size: int) -> Iterable[FeatureBatch]:
+    if batch.n_rows <= size:
+        yield batch
+        return
+    for a in range(0, batch.n_rows, size):
+        b = min(a + size, batch.n_rows)
+        yield FeatureBatch(
+            columns={k: v[a:b] for k, v in batch.columns.items()},
+            n_rows=b - a,
+            predictions=None if batch.predictions is None else batch.predictions[a:b],
+            event_ids=None if batch.event_ids is None else batch.event_ids[a:b],
+            inference_ids=None if batch.inference_ids is None else batch.inference_ids[a:b],
+            inference_times=None if batch.inference_times is None else batch.inference_times[a:b],
+        )
+
+
+def read_capture(
+    source: str | Path | IO[bytes],
+    *,
+    schema: Schema,
+    chunk_rows: int = 65536,
+    malformed: MalformedLog,
+    name: str | None = None,
+) -> Iterator[FeatureBatch]:
+    """Stream a capture file as FeatureBatch chunks of at most `chunk_rows` rows.
+
+    `source` is a path or a binary file object. Bad lines and rows are counted in
+    `malformed` (reasons in this module's docstring) and skipped; this never raises on
+    bad content. A missing file is a DriftloopError.
+    """
+    if chunk_rows < 1:
+        raise DriftloopError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    if isinstance(source, str | Path):
+        path = Path(source)
+        label = name or str(path)
+        try:
+            fh: IO[bytes] = path.open("rb", buffering=_READ_LINES_HINT)
+        except OSError as exc:
+            raise DriftloopError(f"{path}: cannot open capture file ({exc.strerror})") from exc
+        with fh:
+            yield from _read_stream(fh, schema, chunk_rows, malformed, label)
+    else:
+        label = name or str(getattr(source, "name", "<stream>"))
+        yield from _read_stream(source, schema, chunk_rows, malformed, label)
+
+
+def _read_stream(
+    fh: IO[bytes], schema: Schema, chunk_rows: int, malformed: MalformedLog, name: str
+) -> Iterator[FeatureBatch]:
+    parser = _ChunkParser(schema, malformed, name)
+    lineno = 1
+    for lines in _iter_line_chunks(fh, chunk_rows):
+        batch = parser.parse(lines, lineno)
+        lineno += len(lines)
+        if batch is not None:
+            yield from _split_batch(batch, chunk_rows)
