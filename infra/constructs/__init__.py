@@ -1,0 +1,1 @@
+"""One construct per AWS concern; the stacks in infra/stacks.py only wire them together."""
