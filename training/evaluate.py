@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 import tarfile
 import tempfile
@@ -48,7 +49,9 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-PROCESSING = Path("/opt/ml/processing")
+# The local runtime (driftloop.local.training) runs this script under a remapped tree and
+# says where with DRIFTLOOP_PROCESSING_ROOT; in a SageMaker Processing job it is unset.
+PROCESSING_ROOT_ENV = "DRIFTLOOP_PROCESSING_ROOT"
 LOWER_IS_BETTER = frozenset({"log_loss", "brier"})
 METRICS = ("auc", "accuracy", "precision", "recall", "f1", "log_loss", "brier")
 
@@ -198,11 +201,12 @@ def compare_models(
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    processing = Path(os.environ.get(PROCESSING_ROOT_ENV, "/opt/ml/processing"))
     p = argparse.ArgumentParser(description="Score champion and challenger on one holdout.")
-    p.add_argument("--champion", type=Path, default=PROCESSING / "input" / "champion")
-    p.add_argument("--challenger", type=Path, default=PROCESSING / "input" / "challenger")
-    p.add_argument("--holdout", type=Path, default=PROCESSING / "input" / "holdout")
-    p.add_argument("--output-dir", type=Path, default=PROCESSING / "output" / "evaluation")
+    p.add_argument("--champion", type=Path, default=processing / "input" / "champion")
+    p.add_argument("--challenger", type=Path, default=processing / "input" / "challenger")
+    p.add_argument("--holdout", type=Path, default=processing / "input" / "holdout")
+    p.add_argument("--output-dir", type=Path, default=processing / "output" / "evaluation")
     p.add_argument("--metric", default="auc", choices=METRICS)
     p.add_argument("--target", default=None, help="label column (default: the model's schema)")
     return p.parse_args(argv)

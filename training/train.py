@@ -47,6 +47,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 DEFAULT_TARGET = "default"
+# The demo data's request layout (training/datagen.py); other data sets pass --features
+# (or "auto": every column but the target, in the file's order) and --categorical.
+DEFAULT_FEATURES = (
+    "age,income,loan_amount,credit_score,debt_to_income,employment_years,"
+    "num_open_accounts,num_delinquencies,purpose,home_ownership,region,employment_type"
+)
 DEFAULT_CATEGORICAL = "purpose,home_ownership,region,employment_type"
 MISSING_CATEGORY = "__missing__"
 DATA_SUFFIXES = (".csv", ".csv.gz")
@@ -60,6 +66,10 @@ class TrainingError(Exception):
 
 def _csv_list(text: str) -> list[str]:
     return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _feature_list(text: str) -> list[str] | None:
+    return None if text.strip().lower() == "auto" else _csv_list(text)
 
 
 def _boolean(text: str) -> bool:
@@ -100,10 +110,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     hp.add_argument(
         "--features",
-        type=_csv_list,
-        default=None,
-        help="comma-separated feature names in request order (default: every column but the "
-        "target, in the training file's order)",
+        type=_feature_list,
+        default=_csv_list(DEFAULT_FEATURES),
+        help="comma-separated feature names in request order, or 'auto' for every column "
+        "but the target in the training file's order (default: the demo data's features)",
     )
     hp.add_argument("--threshold", type=float, default=0.5, help="score at which label = 1")
     hp.add_argument("--baseline-bins", type=int, default=None, help="numeric bins in baseline")
