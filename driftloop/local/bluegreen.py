@@ -18,6 +18,7 @@ response's outcome and latency, and `poll(now)` ends the bake when its time is u
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -252,3 +253,99 @@ class BlueGreenDeployment:
             "canary_errors": self.stats[self.green].errors,
             "alarms": [a.name for a in self.alarms],
         }
+
+
+# ---------------------------------------------------------------------------------------
+# SageMaker's UpdateEndpoint on moto
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UpdateRequest:
+    """One UpdateEndpoint call the deploy step made."""
+
+    endpoint: str
+    old_config: str
+    new_config: str
+    deployment_config: dict[str, Any]
+
+
+class SageMakerDeploymentEngine:
+    """Plays SageMaker's side of UpdateEndpoint on the in-process moto server.
+
+    moto records endpoints but has no UpdateEndpoint. `install()` adds it to moto's
+    SageMaker API: the call is validated like SageMaker does (endpoint and config must
+    exist), the endpoint goes to `Updating` and the request is queued here. The local
+    loop then runs the blue/green deployment (`BlueGreenDeployment`) on the simulated
+    clock and calls `finish()`, which leaves the endpoint `InService` on the new config
+    (shifted) or on the old one (rolled back) — exactly what DescribeEndpoint shows in
+    AWS after a canary deployment, and what the workflow's CheckDeployment step reads.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[UpdateRequest] = []
+        self._lock = threading.Lock()
+        self._backend: Any = None
+        self._original: Any = None
+
+    def install(self, account: str, region: str) -> None:
+        from moto.core.responses import ActionResult
+        from moto.sagemaker.models import sagemaker_backends
+        from moto.sagemaker.responses import SageMakerResponse
+
+        engine = self
+        self._backend = sagemaker_backends[account][region]
+
+        def update_endpoint(response: Any) -> Any:
+            name = response._get_param("EndpointName")
+            config = response._get_param("EndpointConfigName")
+            backend = response.sagemaker_backend
+            endpoint = backend.endpoints.get(name)
+            if endpoint is None:
+                from moto.sagemaker.exceptions import ValidationError
+
+                raise ValidationError(message=f"Could not find endpoint '{name}'.")
+            backend.describe_endpoint_config(config)  # ValidationError if it does not exist
+            if endpoint.endpoint_status != "InService":
+                from moto.sagemaker.exceptions import ValidationError
+
+                raise ValidationError(
+                    message=f"Cannot update in-progress endpoint '{endpoint.arn}'."
+                )
+            with engine._lock:
+                engine.requests.append(
+                    UpdateRequest(name, endpoint.endpoint_config_name, config,
+                                  response._get_param("DeploymentConfig") or {})
+                )
+            endpoint.endpoint_status = "Updating"
+            return ActionResult({"EndpointArn": endpoint.arn})
+
+        self._original = getattr(SageMakerResponse, "update_endpoint", None)
+        SageMakerResponse.update_endpoint = update_endpoint  # type: ignore[attr-defined]
+
+    def uninstall(self) -> None:
+        from moto.sagemaker.responses import SageMakerResponse
+
+        if self._original is None:
+            if hasattr(SageMakerResponse, "update_endpoint"):
+                del SageMakerResponse.update_endpoint
+        else:
+            SageMakerResponse.update_endpoint = self._original  # type: ignore[attr-defined]
+
+    def take(self) -> list[UpdateRequest]:
+        """The update requests made since the last call."""
+        with self._lock:
+            out, self.requests = self.requests, []
+        return out
+
+    def finish(self, request: UpdateRequest, shifted: bool) -> None:
+        """End a deployment: InService on the new config (shifted) or the old one."""
+        endpoint = self._backend.endpoints[request.endpoint]
+        config_name = request.new_config if shifted else request.old_config
+        config = self._backend.describe_endpoint_config(config_name)
+        endpoint.endpoint_config_name = config_name
+        endpoint.production_variants = endpoint._process_production_variants(
+            config["ProductionVariants"]
+        )
+        endpoint.data_capture_config = config.get("DataCaptureConfig")
+        endpoint.endpoint_status = "InService"

@@ -113,3 +113,62 @@ def test_alarms_on_metrics_the_router_cannot_see_are_refused() -> None:
         RollbackAlarm.from_cloudwatch(
             {"AlarmName": "cpu", "MetricName": "CPUUtilization", "Threshold": 90}
         )
+
+
+def test_update_endpoint_on_moto_goes_through_the_local_deployment_engine() -> None:
+    from driftloop.local.bluegreen import SageMakerDeploymentEngine
+    from driftloop.local.moto_server import MOTO_ACCOUNT_ID, MotoServer
+
+    # Given an endpoint on moto serving config "blue", a "green" config, and the engine
+    engine = SageMakerDeploymentEngine()
+    with MotoServer() as aws:
+        engine.install(MOTO_ACCOUNT_ID, aws.region)
+        try:
+            sm = aws.client("sagemaker")
+            role = f"arn:aws:iam::{MOTO_ACCOUNT_ID}:role/r"
+            for name in ("blue", "green"):
+                sm.create_model(
+                    ModelName=name,
+                    ExecutionRoleArn=role,
+                    PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://b/m.tar.gz"},
+                )
+                sm.create_endpoint_config(
+                    EndpointConfigName=name,
+                    ProductionVariants=[
+                        {
+                            "VariantName": "AllTraffic",
+                            "ModelName": name,
+                            "InitialInstanceCount": 1,
+                            "InstanceType": "ml.m5.large",
+                        }
+                    ],
+                )
+            sm.create_endpoint(EndpointName="ep", EndpointConfigName="blue")
+            # When the deploy step calls UpdateEndpoint with a DeploymentConfig
+            sm.update_endpoint(
+                EndpointName="ep", EndpointConfigName="green", DeploymentConfig=CONFIG
+            )
+            # Then the endpoint is Updating and the request reaches the engine
+            assert sm.describe_endpoint(EndpointName="ep")["EndpointStatus"] == "Updating"
+            (request,) = engine.take()
+            assert (request.old_config, request.new_config) == ("blue", "green")
+            assert (
+                request.deployment_config["BlueGreenUpdatePolicy"]["TerminationWaitInSeconds"]
+                == 120
+            )
+            # And a second update while one runs is refused, as SageMaker does
+            with pytest.raises(sm.exceptions.ClientError, match="in-progress"):
+                sm.update_endpoint(EndpointName="ep", EndpointConfigName="green")
+            # When the deployment rolls back, Then blue serves again, InService
+            engine.finish(request, shifted=False)
+            described = sm.describe_endpoint(EndpointName="ep")
+            assert (described["EndpointStatus"], described["EndpointConfigName"]) == (
+                "InService",
+                "blue",
+            )
+            # And a shifted deployment leaves green serving
+            sm.update_endpoint(EndpointName="ep", EndpointConfigName="green")
+            engine.finish(engine.take()[0], shifted=True)
+            assert sm.describe_endpoint(EndpointName="ep")["EndpointConfigName"] == "green"
+        finally:
+            engine.uninstall()
