@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -159,6 +160,15 @@ def loan_rows(rng: Any, n: int, *, shift: float = 0.0) -> tuple[Any, Any, Any, A
 
 
 def loan_baseline(seed: int = 0, n: int = 2000, metrics: dict[str, float] | None = None) -> Any:
+    """The baseline profile of `n` stable rows (built once per arguments, then copied)."""
+    from driftloop.profile import DatasetProfile
+
+    chosen = metrics if metrics is not None else {"auc": 0.85, "accuracy": 0.8}
+    return DatasetProfile.from_json(_baseline_json(seed, n, tuple(sorted(chosen.items()))))
+
+
+@functools.lru_cache(maxsize=16)
+def _baseline_json(seed: int, n: int, metrics: tuple[tuple[str, float], ...]) -> bytes:
     import numpy as np
 
     from driftloop.batch import FeatureBatch
@@ -168,12 +178,7 @@ def loan_baseline(seed: int = 0, n: int = 2000, metrics: dict[str, float] | None
     batch = FeatureBatch(
         columns={"income": income, "age": age, "region": region}, n_rows=n, predictions=score
     )
-    return build_baseline(
-        [batch],
-        loan_schema(),
-        n_bins=20,
-        metrics=metrics if metrics is not None else {"auc": 0.85, "accuracy": 0.8},
-    )
+    return bytes(build_baseline([batch], loan_schema(), n_bins=20, metrics=dict(metrics)).to_json())
 
 
 def capture_lines(
