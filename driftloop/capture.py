@@ -592,8 +592,21 @@ class _ChunkParser:
             if not payloads:
                 return
             big = "\n".join(payloads)
-        blk = _CsvBlock(big, payloads)
+        blk = _CsvBlock.from_texts(big, payloads)
         rec_arr = np.asarray(recs, dtype=np.int64)
+        self._csv_rows(blk, rec_arr, linenos, rows, scores)
+        self._fast_scores(outputs, recs, linenos, scores)
+
+    def _csv_rows(
+        self,
+        blk: _CsvBlock,
+        rec_arr: np.ndarray,
+        linenos: list[int],
+        rows: _Rows,
+        scores: _Scores,
+    ) -> None:
+        """Rows of a block of CSV requests (request p is record rec_arr[p])."""
+        recs = rec_arr
         # Requests with no rows at all.
         n_rows_per = blk.rows_per_payload()
         scores.n_rows[rec_arr] = n_rows_per
@@ -640,7 +653,6 @@ class _ChunkParser:
         rows.vec_cols.append(cols)
         rows.vec_rec.append(rec_arr[g_payload])
         rows.vec_idx.append(g_index)
-        self._fast_scores(outputs, recs, linenos, scores)
 
     def _fast_scores(
         self,
@@ -689,8 +701,14 @@ class _ChunkParser:
         if not texts:
             return
         t_arr = np.asarray(t_recs, dtype=np.int64)
+        self._csv_scores(_CsvBlock.from_texts(big, texts), t_arr, linenos, scores)
+
+    def _csv_scores(
+        self, blk: _CsvBlock, t_arr: np.ndarray, linenos: list[int], scores: _Scores
+    ) -> None:
+        """Scores of a block of CSV outputs (output p belongs to record t_arr[p])."""
+        t_recs = t_arr
         expected = scores.n_rows[t_arr]
-        blk = _CsvBlock(big, texts)
         got = blk.rows_per_payload()
         firsts_s, firsts_e = blk.first_field()
         block = blk.numeric_block(firsts_s[:, None], firsts_e[:, None])
@@ -698,14 +716,16 @@ class _ChunkParser:
             vals, bad = block[:, 0], None
         else:
             vals, bad = blk.numeric(firsts_s, firsts_e)
-        bad_payload = np.zeros(len(texts), dtype=bool)
+        bad_payload = np.zeros(len(t_arr), dtype=bool)
         if bad is not None:
             bad_payload[blk.row_payload[bad]] = True
         # a request with no input rows was already counted as empty_payload
         mismatch = (got != expected) & ~bad_payload & (expected > 0)
-        for p in np.flatnonzero(bad_payload):
-            self.malformed.add("bad_prediction", f"{self.name}:{linenos[t_recs[p]]}", texts[p][:40])
-        for p in np.flatnonzero(mismatch):
+        for p in np.flatnonzero(bad_payload).tolist():
+            self.malformed.add(
+                "bad_prediction", f"{self.name}:{linenos[t_recs[p]]}", blk.payload(p)[:40]
+            )
+        for p in np.flatnonzero(mismatch).tolist():
             self.malformed.add(
                 "prediction_count_mismatch",
                 f"{self.name}:{linenos[t_recs[p]]}",
@@ -895,6 +915,14 @@ class _Scores:
         return pred
 
 
+def _starts_from_lengths(lens: np.ndarray) -> np.ndarray:
+    """Byte offsets of items of these lengths laid end to end with one separator byte."""
+    starts = np.zeros(len(lens), dtype=np.int64)
+    if len(lens) > 1:
+        np.cumsum(lens[:-1] + 1, out=starts[1:])
+    return starts
+
+
 class _CsvBlock:
     """Many CSV payloads joined by newlines, tokenised at once with numpy.
 
@@ -903,7 +931,34 @@ class _CsvBlock:
     commas, so no Python string is made per value.
     """
 
-    def __init__(self, big: str, payloads: list[str]) -> None:
+    def __init__(self, raw: bytes, p_starts: np.ndarray) -> None:
+        """`raw` holds the payloads separated by newlines; `p_starts` their byte offsets."""
+        self.raw = raw
+        buf = np.frombuffer(raw, dtype=np.uint8)
+        self.buf = buf
+        n = len(buf)
+        self.p_starts = p_starts
+        self.n_payloads = len(p_starts)
+        nl = np.flatnonzero(buf == 10)
+        r_starts = np.concatenate(([0], nl + 1))
+        r_ends = np.concatenate((nl, [n]))
+        nonempty = r_ends > r_starts
+        # payload of every line, and the line's index among its payload's lines
+        line_payload = np.searchsorted(p_starts, r_starts, side="right") - 1
+        self.row_starts = r_starts[nonempty]
+        self.row_ends = r_ends[nonempty]
+        self.row_payload = line_payload[nonempty]
+        first_row = np.searchsorted(self.row_payload, np.arange(self.n_payloads), side="left")
+        self.row_index = (
+            np.arange(len(self.row_starts), dtype=np.int64) - first_row[self.row_payload]
+        )
+        self.comma_pos = np.flatnonzero(buf == 44)
+        self.commas_before = np.searchsorted(self.comma_pos, self.row_starts)
+        self.n_commas = np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
+
+    @classmethod
+    def from_texts(cls, big: str, payloads: list[str]) -> _CsvBlock:
+        """A block from payload strings and their newline-joined text."""
         if big.isascii():
             raw = big.encode("ascii")
             lens = np.fromiter(map(len, payloads), dtype=np.int64, count=len(payloads))
@@ -914,30 +969,13 @@ class _CsvBlock:
                 dtype=np.int64,
                 count=len(payloads),
             )
-        self.raw = raw
-        buf = np.frombuffer(raw, dtype=np.uint8)
-        self.buf = buf
-        n = len(buf)
-        p_starts = np.zeros(len(payloads), dtype=np.int64)
-        if len(payloads) > 1:
-            np.cumsum(lens[:-1] + 1, out=p_starts[1:])
-        self.n_payloads = len(payloads)
-        nl = np.flatnonzero(buf == 10)
-        r_starts = np.concatenate(([0], nl + 1))
-        r_ends = np.concatenate((nl, [n]))
-        nonempty = r_ends > r_starts
-        # payload of every line, and the line's index among its payload's lines
-        line_payload = np.searchsorted(p_starts, r_starts, side="right") - 1
-        self.row_starts = r_starts[nonempty]
-        self.row_ends = r_ends[nonempty]
-        self.row_payload = line_payload[nonempty]
-        first_row = np.searchsorted(self.row_payload, np.arange(len(payloads)), side="left")
-        self.row_index = (
-            np.arange(len(self.row_starts), dtype=np.int64) - first_row[self.row_payload]
-        )
-        self.comma_pos = np.flatnonzero(buf == 44)
-        self.commas_before = np.searchsorted(self.comma_pos, self.row_starts)
-        self.n_commas = np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
+        return cls(raw, _starts_from_lengths(lens))
+
+    def payload(self, p: int) -> str:
+        """The text of payload p (for messages)."""
+        start = int(self.p_starts[p])
+        end = int(self.p_starts[p + 1]) - 1 if p + 1 < len(self.p_starts) else len(self.raw)
+        return self.raw[start:end].decode("utf-8", "replace")
 
     def rows_per_payload(self) -> np.ndarray:
         return np.bincount(self.row_payload, minlength=self.n_payloads).astype(np.int64)

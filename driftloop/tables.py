@@ -124,7 +124,7 @@ class _TableChunk:
         if any('"' in t for t in texts):
             return self._parse_quoted(texts, first_lineno)
         texts = [t[:-1] if t.endswith("\r") else t for t in texts]
-        blk = _CsvBlock("\n".join(texts), texts)
+        blk = _CsvBlock.from_texts("\n".join(texts), texts)
         good = blk.n_commas == self.width - 1
         for r in np.flatnonzero(~good).tolist():
             self.malformed.add(
