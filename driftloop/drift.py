@@ -186,6 +186,7 @@ class FeatureDrift:
     mean_shift: float | None = None
     js_distance: float | None = None
     unseen_share: float | None = None
+    unseen_p_value: float | None = None
     unseen_categories: list[str] = field(default_factory=list)
     missing_rate_baseline: float = 0.0
     missing_rate_current: float = 0.0
@@ -251,7 +252,12 @@ def _missing_part(
 ) -> tuple[float, float, float, bool]:
     rb = base_missing / base_n if base_n else 0.0
     rc = cur_missing / cur_n if cur_n else 0.0
-    _, p = stats.two_proportion_test(base_missing, base_n, cur_missing, cur_n)
+    pooled = (base_missing + cur_missing) / (base_n + cur_n) if base_n + cur_n else 0.0
+    expected = min(base_n, cur_n) * min(pooled, 1.0 - pooled)
+    if expected >= stats.MIN_EXPECTED:
+        _, p = stats.two_proportion_test(base_missing, base_n, cur_missing, cur_n)
+    else:  # too few events (or non-events) for the normal approximation
+        p = stats.conditional_count_test(base_missing, base_n, cur_missing, cur_n)
     return rb, rc, p, abs(rc - rb) >= config.missing_threshold
 
 
@@ -285,17 +291,17 @@ def _compare_numeric(
     dist_effect = False
     if nb > 0 and nc > 0:
         scale = b.std if b.std > 0 else 1.0
-        w = stats.wasserstein_binned(
+        res = stats.compare_binned(
             b.counts, c.counts, b.edges, (b.min, b.max), (c.min, c.max), b.tail_means, c.tail_means
         )
         shift = abs(c.mean - b.mean) / scale
         # W1 is never below the difference of the means, so the larger of the binned W1
         # and the exact mean shift is the better estimate (bins hide sub-bin shifts).
-        out.wasserstein = max(w / scale, shift)
+        out.wasserstein = max(res.wasserstein / scale, shift)
         out.mean_shift = shift
-        out.psi = stats.psi(b.counts, c.counts)
-        out.ks, out.ks_p_value = stats.ks_binned(b.counts, c.counts)
-        _, _, out.chi2_p_value = stats.chi2_two_sample(b.counts, c.counts)
+        out.psi = res.psi
+        out.ks, out.ks_p_value = res.ks, res.ks_p_value
+        out.chi2_p_value = res.chi2_p_value
         var_b = b.m2 / (nb - 1) if nb > 1 else 0.0
         var_c = c.m2 / (nc - 1) if nc > 1 else 0.0
         _, out.mean_p_value = stats.welch_mean_test(nb, b.mean, var_b, nc, c.mean, var_c)
@@ -360,10 +366,15 @@ def _compare_categorical(
         excess = cur_other / nc - b.other / nb
         out.unseen_share = max(0.0, excess)
         out.unseen_categories = listed
+        # The chi-square pools a column the baseline never filled (its expected count is
+        # tiny), so unseen values get their own exact one-sided test.
+        out.unseen_p_value = stats.conditional_count_test(
+            b.other, nb, cur_other, nc, alternative="greater"
+        )
         out.score = out.js_distance if method == "jensen_shannon" else out.psi
         dist_effect = out.score >= threshold
         unseen_effect = out.unseen_share >= config.unseen_threshold
-        p_dist = out.chi2_p_value
+        p_dist = min(1.0, 2.0 * min(out.chi2_p_value, out.unseen_p_value))
     out.p_value = min(1.0, 2.0 * min(p_dist, p_miss))
     if dist_effect:
         out.reasons.append("distribution")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -122,6 +124,63 @@ def chi2_sf(x: float, df: float) -> float:
     return gamma_q(df / 2.0, x / 2.0)
 
 
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the incomplete beta function (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 100_000):
+        m2 = 2 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        d = 1.0 / (d if abs(d) > tiny else tiny)
+        c = 1.0 + aa / c
+        c = c if abs(c) > tiny else tiny
+        delta = d * c
+        h *= delta
+        if abs(delta - 1.0) < 1e-15:
+            break
+    return h
+
+
+def beta_inc(a: float, b: float, x: float) -> float:
+    """Regularized incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
+    if a <= 0 or b <= 0:
+        raise ValueError(f"beta_inc: a and b must be positive, got {a}, {b}")
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_bt = (
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return min(1.0, math.exp(log_bt) * _betacf(a, b, x) / a)
+    return max(0.0, 1.0 - math.exp(log_bt) * _betacf(b, a, 1.0 - x) / b)
+
+
+def binom_sf(k: int, n: int, p: float) -> float:
+    """P(X >= k) for X ~ Binomial(n, p), via I_p(k, n - k + 1)."""
+    if k <= 0:
+        return 1.0
+    if k > n:
+        return 0.0
+    if p <= 0.0:
+        return 0.0
+    if p >= 1.0:
+        return 1.0
+    return beta_inc(float(k), float(n - k + 1), p)
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -129,7 +188,8 @@ def _counts(c: ArrayLike) -> FloatArray:
     arr = np.asarray(c, dtype=np.float64)
     if arr.ndim != 1:
         raise ValueError("counts must be one-dimensional")
-    if arr.size and (arr.min() < 0 or not np.all(np.isfinite(arr))):
+    # One reduction checks both: a sum of non-negative numbers is finite iff all are.
+    if arr.size and not (math.isfinite(arr.sum()) and arr.min() >= 0):
         raise ValueError("counts must be finite and non-negative")
     return arr
 
@@ -152,10 +212,14 @@ def psi(expected: ArrayLike, actual: ArrayLike, eps: float = PSI_EPSILON) -> flo
     Returns 0.0 when either side is empty.
     """
     e, a = _pair(expected, actual)
-    if e.sum() <= 0 or a.sum() <= 0:
+    return _psi(e, a, float(e.sum()), float(a.sum()), eps)
+
+
+def _psi(e: FloatArray, a: FloatArray, ne: float, na: float, eps: float = PSI_EPSILON) -> float:
+    if ne <= 0 or na <= 0:
         return 0.0
-    pe = np.maximum(e / e.sum(), eps)
-    pa = np.maximum(a / a.sum(), eps)
+    pe = np.maximum(e / ne, eps)
+    pa = np.maximum(a / na, eps)
     return float(np.sum((pa - pe) * np.log(pa / pe)))
 
 
@@ -166,10 +230,14 @@ def js_distance(p: ArrayLike, q: ArrayLike) -> float:
     Returns 0.0 when either side is empty.
     """
     cp, cq = _pair(p, q)
-    if cp.sum() <= 0 or cq.sum() <= 0:
+    return _js(cp, cq, float(cp.sum()), float(cq.sum()))
+
+
+def _js(cp: FloatArray, cq: FloatArray, np_: float, nq: float) -> float:
+    if np_ <= 0 or nq <= 0:
         return 0.0
-    pp = cp / cp.sum()
-    pq = cq / cq.sum()
+    pp = cp / np_
+    pq = cq / nq
     m = 0.5 * (pp + pq)
     with np.errstate(divide="ignore", invalid="ignore"):
         kl_p = np.where(pp > 0, pp * np.log2(pp / m), 0.0)
@@ -178,49 +246,31 @@ def js_distance(p: ArrayLike, q: ArrayLike) -> float:
     return math.sqrt(min(1.0, max(0.0, div)))
 
 
-def _cdf_on_grid(
+def _outer_ends(
     counts: FloatArray,
     edges: FloatArray,
     lo: float,
     hi: float,
-    tail_means: tuple[float, float] | None = None,
-) -> tuple[FloatArray, FloatArray]:
-    """Knots (x, F(x)) of the piecewise-linear CDF that spreads each bin's mass evenly.
+    tail_means: tuple[float, float] | None,
+) -> tuple[float, float]:
+    """Where the two open outer bins end, so their mass can be spread evenly.
 
-    Inner bins span their edges. The two open outer bins need an outer end: with
-    `tail_means` (the mean of the values in each outer bin) the bin becomes the interval
+    With `tail_means` (the mean of the values in each outer bin) each becomes the interval
     whose uniform mass has that mean, [2*m0 - e0, e0] and [e_last, 2*m1 - e_last]; without
     them it is closed by the observed min / max. Means are far steadier than extremes (a
     window's max moves a lot from sample to sample, and would move W with it). A degenerate
     outer bin (all its mass on the edge, as with integer data) gets its neighbour's width.
     """
-    k = counts.size
-    total = counts.sum()
-    if k == 1:
-        right = hi if hi > lo else lo + 1.0
-        return np.array([lo, right]), np.array([0.0, 1.0])
-    inner_w = np.diff(edges)
-    first_w = float(inner_w[0]) if inner_w.size else 1.0
-    last_w = float(inner_w[-1]) if inner_w.size else 1.0
     e0, e1 = float(edges[0]), float(edges[-1])
-    if tail_means is not None and math.isfinite(tail_means[0]):
-        left = 2.0 * tail_means[0] - e0
-    else:
-        left = lo
-    left = min(left, e0) if math.isfinite(left) else e0
-    if counts[0] > 0 and left >= e0:
-        left = e0 - (first_w if first_w > 0 else 1.0)
-    if tail_means is not None and math.isfinite(tail_means[1]):
-        right = 2.0 * tail_means[1] - e1
-    else:
-        right = hi
-    right = max(right, e1) if math.isfinite(right) else e1
-    if counts[-1] > 0 and right <= e1:
-        right = e1 + (last_w if last_w > 0 else 1.0)
-    xs = np.concatenate(([left], edges, [right]))
-    fs = np.concatenate(([0.0], np.cumsum(counts) / total))
-    fs[-1] = 1.0
-    return xs, fs
+    first_w = float(edges[1] - edges[0]) if edges.size > 1 else 1.0
+    last_w = float(edges[-1] - edges[-2]) if edges.size > 1 else 1.0
+    left = 2.0 * tail_means[0] - e0 if tail_means is not None else lo
+    if not (math.isfinite(left) and left < e0):
+        left = e0 - (first_w if first_w > 0 else 1.0) if counts[0] > 0 else e0
+    right = 2.0 * tail_means[1] - e1 if tail_means is not None else hi
+    if not (math.isfinite(right) and right > e1):
+        right = e1 + (last_w if last_w > 0 else 1.0) if counts[-1] > 0 else e1
+    return left, right
 
 
 def _abs_area(d0: FloatArray, d1: FloatArray, w: FloatArray) -> float:
@@ -231,6 +281,29 @@ def _abs_area(d0: FloatArray, d1: FloatArray, w: FloatArray) -> float:
         cross = np.where(a0 + a1 > 0, (d0 * d0 + d1 * d1) / (2.0 * (a0 + a1)), 0.0)
     area = np.where(same, 0.5 * (a0 + a1), cross) * w
     return float(area.sum())
+
+
+def _ramp(t: float, x0: float, x1: float, f0: float, f1: float) -> float:
+    """The linear CDF piece from (x0, f0) to (x1, f1), held flat outside [x0, x1]."""
+    if t <= x0:
+        return f0
+    if t >= x1:
+        return f1
+    return f0 + (f1 - f0) * (t - x0) / (x1 - x0)
+
+
+def _tail_area(knots: list[float], fa: Any, fb: Any) -> float:
+    """Integral of |fa - fb| where both are linear between consecutive `knots` (few knots)."""
+    xs = sorted(knots)
+    ds = [fa(x) - fb(x) for x in xs]
+    area = 0.0
+    for x0, x1, d0, d1 in zip(xs, xs[1:], ds, ds[1:], strict=False):
+        a0, a1 = abs(d0), abs(d1)
+        if d0 * d1 >= 0:
+            area += 0.5 * (a0 + a1) * (x1 - x0)
+        else:
+            area += (d0 * d0 + d1 * d1) / (2.0 * (a0 + a1)) * (x1 - x0)
+    return area
 
 
 def wasserstein_binned(
@@ -246,23 +319,105 @@ def wasserstein_binned(
 
     Both share the inner `edges` (k-1 edges for k bins). Mass is spread evenly inside each
     bin, so each CDF is piecewise linear and W1 = integral |F_a - F_b| dx is computed
-    exactly on the union of knots. Each side's open outer bins are closed by the mean of
-    the values in them (`tail_means_*`, see `_cdf_on_grid`) or, without those, by its own
-    observed (min, max). Returns 0.0 when either side is empty.
+    exactly: on the inner bins from the CDF gaps at the edges, on the two outer bins from
+    the knots where each side's outer bin ends (`_outer_ends`: the tail means when given,
+    else the observed min / max). Returns 0.0 when either side is empty.
     """
     ca, cb = _pair(counts_a, counts_b)
     e = np.asarray(edges, dtype=np.float64)
     if e.size != ca.size - 1:
         raise ValueError(f"{ca.size} bins need {ca.size - 1} edges, got {e.size}")
-    if ca.sum() <= 0 or cb.sum() <= 0:
+    na, nb = float(ca.sum()), float(cb.sum())
+    if na <= 0 or nb <= 0:
         return 0.0
-    xa, fa = _cdf_on_grid(ca, e, range_a[0], range_a[1], tail_means_a)
-    xb, fb = _cdf_on_grid(cb, e, range_b[0], range_b[1], tail_means_b)
-    grid = np.union1d(xa, xb)
-    da = np.interp(grid, xa, fa, left=0.0, right=1.0)
-    db = np.interp(grid, xb, fb, left=0.0, right=1.0)
-    d = da - db
-    return _abs_area(d[:-1], d[1:], np.diff(grid))
+    fa = np.cumsum(ca)[:-1] / na  # CDF at each edge
+    fb = np.cumsum(cb)[:-1] / nb
+    return _wasserstein(ca, cb, fa, fb, e, range_a, range_b, tail_means_a, tail_means_b)
+
+
+def _wasserstein(
+    ca: FloatArray,
+    cb: FloatArray,
+    fa: FloatArray,
+    fb: FloatArray,
+    e: FloatArray,
+    range_a: tuple[float, float],
+    range_b: tuple[float, float],
+    tail_means_a: tuple[float, float] | None,
+    tail_means_b: tuple[float, float] | None,
+) -> float:
+    if e.size == 0:  # one bin each: uniform on [min, max]
+        la, ua = range_a
+        lb, ub = range_b
+        ua, ub = (ua if ua > la else la + 1.0), (ub if ub > lb else lb + 1.0)
+        return _tail_area(
+            [la, ua, lb, ub],
+            lambda t: _ramp(t, la, ua, 0.0, 1.0),
+            lambda t: _ramp(t, lb, ub, 0.0, 1.0),
+        )
+    d = fa - fb
+    inner = _abs_area(d[:-1], d[1:], np.diff(e)) if e.size > 1 else 0.0
+    la, ra = _outer_ends(ca, e, range_a[0], range_a[1], tail_means_a)
+    lb, rb = _outer_ends(cb, e, range_b[0], range_b[1], tail_means_b)
+    e0, e1 = float(e[0]), float(e[-1])
+    fa0, fb0, fa1, fb1 = float(fa[0]), float(fb[0]), float(fa[-1]), float(fb[-1])
+    left = _tail_area(
+        [la, lb, e0],
+        lambda t: _ramp(t, la, e0, 0.0, fa0),
+        lambda t: _ramp(t, lb, e0, 0.0, fb0),
+    )
+    right = _tail_area(
+        [e1, ra, rb],
+        lambda t: _ramp(t, e1, ra, fa1, 1.0),
+        lambda t: _ramp(t, e1, rb, fb1, 1.0),
+    )
+    return inner + left + right
+
+
+@dataclass(frozen=True)
+class BinnedComparison:
+    """Every statistic of two numeric histograms on the same bins (see the functions)."""
+
+    psi: float
+    ks: float
+    ks_p_value: float
+    chi2: float
+    chi2_p_value: float
+    wasserstein: float
+
+
+def compare_binned(
+    counts_a: ArrayLike,
+    counts_b: ArrayLike,
+    edges: ArrayLike,
+    range_a: tuple[float, float],
+    range_b: tuple[float, float],
+    tail_means_a: tuple[float, float] | None = None,
+    tail_means_b: tuple[float, float] | None = None,
+    min_expected: float = MIN_EXPECTED,
+) -> BinnedComparison:
+    """psi, ks_binned, chi2_two_sample and wasserstein_binned at once, sharing the work
+    (the drift check calls this for every feature of every window). Both sides non-empty."""
+    ca, cb = _pair(counts_a, counts_b)
+    e = np.asarray(edges, dtype=np.float64)
+    if e.size != ca.size - 1:
+        raise ValueError(f"{ca.size} bins need {ca.size - 1} edges, got {e.size}")
+    na, nb = float(ca.sum()), float(cb.sum())
+    if na <= 0 or nb <= 0:
+        raise ValueError("compare_binned needs two non-empty histograms")
+    fa = np.cumsum(ca) / na
+    fb = np.cumsum(cb) / nb
+    ks, ks_p = _ks(fa - fb, na, nb)
+    chi2, _, chi2_p = _chi2(ca, cb, min_expected)
+    w = _wasserstein(ca, cb, fa[:-1], fb[:-1], e, range_a, range_b, tail_means_a, tail_means_b)
+    return BinnedComparison(
+        psi=_psi(ca, cb, na, nb),
+        ks=ks,
+        ks_p_value=ks_p,
+        chi2=chi2,
+        chi2_p_value=chi2_p,
+        wasserstein=w,
+    )
 
 
 # --------------------------------------------------------------------------- two-sample tests
@@ -277,39 +432,42 @@ def ks_binned(counts_a: ArrayLike, counts_b: ArrayLike) -> tuple[float, float]:
     lower bound of the exact statistic and the test is conservative (p-values too large).
     """
     ca, cb = _pair(counts_a, counts_b)
-    n, m = ca.sum(), cb.sum()
+    n, m = float(ca.sum()), float(cb.sum())
     if n <= 0 or m <= 0:
         return 0.0, 1.0
-    d = float(np.max(np.abs(np.cumsum(ca) / n - np.cumsum(cb) / m)))
+    return _ks(np.cumsum(ca) / n - np.cumsum(cb) / m, n, m)
+
+
+def _ks(cdf_gap: FloatArray, n: float, m: float) -> tuple[float, float]:
+    d = float(np.max(np.abs(cdf_gap)))
     en = math.sqrt(n * m / (n + m))
     return d, kolmogorov_sf((en + 0.12 + 0.11 / en) * d)
 
 
-def _pool_rare(table: FloatArray, min_expected: float) -> FloatArray:
-    """Pool the columns of a 2 x k table whose expected count is below `min_expected`.
+def _pool_rare(a: FloatArray, b: FloatArray, min_expected: float) -> tuple[FloatArray, FloatArray]:
+    """Pool the columns of the 2 x k table (a; b) whose expected count is below `min_expected`.
 
     All rare columns go into one pooled column; if that column is still rare it is
     folded into the remaining column with the smallest expected count.
     """
-    col = table.sum(axis=0)
-    row = table.sum(axis=1)
-    total = row.sum()
-    expected_min = np.outer(row, col).min(axis=0) / total
-    rare = expected_min < min_expected
+    ra, rb = a.sum(), b.sum()
+    factor = min(ra, rb) / (ra + rb)  # expected count of the smaller row per column total
+    col = a + b
+    rare = col * factor < min_expected
     if not rare.any():
-        return table
-    keep = table[:, ~rare]
-    pooled = table[:, rare].sum(axis=1, keepdims=True)
-    if pooled.sum() == 0:
-        return keep
-    pooled_expected = (row * pooled.sum() / total).min()
-    if pooled_expected >= min_expected or keep.shape[1] == 0:
-        return np.hstack([keep, pooled])
-    keep_expected = np.outer(row, keep.sum(axis=0)).min(axis=0) / total
-    j = int(np.argmin(keep_expected))
-    keep = keep.copy()
-    keep[:, j] += pooled[:, 0]
-    return keep
+        return a, b
+    keep = ~rare
+    ka, kb = a[keep], b[keep]
+    pa, pb = float(a[rare].sum()), float(b[rare].sum())
+    if pa + pb == 0:
+        return ka, kb
+    if (pa + pb) * factor >= min_expected or ka.size == 0:
+        return np.append(ka, pa), np.append(kb, pb)
+    j = int(np.argmin(ka + kb))
+    ka, kb = ka.copy(), kb.copy()
+    ka[j] += pa
+    kb[j] += pb
+    return ka, kb
 
 
 def chi2_two_sample(
@@ -322,18 +480,20 @@ def chi2_two_sample(
     Fewer than two columns left -> (0.0, 0, 1.0).
     """
     ca, cb = _pair(counts_a, counts_b)
-    if ca.sum() <= 0 or cb.sum() <= 0:
+    return _chi2(ca, cb, min_expected)
+
+
+def _chi2(ca: FloatArray, cb: FloatArray, min_expected: float) -> tuple[float, int, float]:
+    ra, rb = ca.sum(), cb.sum()
+    if ra <= 0 or rb <= 0:
         return 0.0, 0, 1.0
-    table = np.vstack([ca, cb])
-    table = table[:, table.sum(axis=0) > 0]
-    table = _pool_rare(table, min_expected)
-    k = table.shape[1]
+    nonzero = (ca + cb) > 0
+    a, b = _pool_rare(ca[nonzero], cb[nonzero], min_expected)
+    k = a.size
     if k < 2:
         return 0.0, 0, 1.0
-    row = table.sum(axis=1, keepdims=True)
-    col = table.sum(axis=0, keepdims=True)
-    expected = row * col / row.sum()
-    stat = float(np.sum((table - expected) ** 2 / expected))
+    # For two rows the statistic is sum_j (a_j rb - b_j ra)^2 / (ra rb (a_j + b_j)).
+    stat = float(np.sum((a * rb - b * ra) ** 2 / (a + b)) / (ra * rb))
     return stat, k - 1, chi2_sf(stat, k - 1)
 
 
@@ -348,6 +508,33 @@ def two_proportion_test(k1: float, n1: float, k2: float, n2: float) -> tuple[flo
         return p2 - p1, 1.0
     z = abs(p2 - p1) / math.sqrt(var)
     return p2 - p1, min(1.0, 2.0 * norm_sf(z))
+
+
+def conditional_count_test(
+    k1: int, n1: int, k2: int, n2: int, alternative: str = "two-sided"
+) -> float:
+    """Exact test that two samples share a rate, given the events k1 of n1 and k2 of n2.
+
+    Conditional on the total k1 + k2, k2 is Binomial(k1 + k2, n2 / (n1 + n2)) when the
+    counts are Poisson; for binomial counts this is a slightly conservative version of
+    Fisher's exact test. Unlike the z-test it stays valid for a handful of events (a
+    category the baseline never saw, a feature that was never missing), where the normal
+    approximation would turn one stray row into a tiny p-value.
+    `alternative`: "two-sided" or "greater" (the second sample's rate is higher).
+    """
+    if n1 <= 0 or n2 <= 0:
+        return 1.0
+    total = int(k1) + int(k2)
+    if total == 0:
+        return 1.0
+    share = n2 / (n1 + n2)
+    upper = binom_sf(int(k2), total, share)
+    if alternative == "greater":
+        return upper
+    if alternative != "two-sided":
+        raise ValueError(f"alternative must be 'two-sided' or 'greater', got {alternative!r}")
+    lower = 1.0 - binom_sf(int(k2) + 1, total, share)
+    return min(1.0, 2.0 * min(upper, lower))
 
 
 def welch_mean_test(

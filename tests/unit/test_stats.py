@@ -221,3 +221,49 @@ def test_counts_are_validated() -> None:
         stats.psi([1, -1], [1, 1])
     with pytest.raises(ValueError):
         stats.js_distance([1, 2, 3], [1, 2])
+
+
+@pytest.mark.parametrize("n", [1, 7, 60, 1_000, 200_000])
+@pytest.mark.parametrize("p", [1e-5, 0.01, 0.3, 0.5, 0.97])
+def test_binom_sf_and_beta_inc_match_scipy(n: int, p: float) -> None:
+    for k in sorted({0, 1, n // 3, n // 2, n, min(n, int(n * p) + 3), n + 1}):
+        ref = sps.binom.sf(k - 1, n, p)
+        got = stats.binom_sf(k, n, p)
+        if ref > 1e-3:
+            assert got == pytest.approx(ref, abs=1e-9)  # lgamma of ~1e5 limits the digits
+        elif ref > 1e-290:
+            assert got == pytest.approx(ref, rel=1e-7)
+    assert stats.beta_inc(2.5, 4.0, 0.3) == pytest.approx(sps.beta.cdf(0.3, 2.5, 4.0), rel=1e-12)
+
+
+def test_conditional_count_test_is_exact_for_few_events() -> None:
+    # Given no unseen value in 100,000 baseline rows and 50 in 1,000 current rows
+    p = stats.conditional_count_test(0, 100_000, 50, 1_000, alternative="greater")
+    # Then the evidence is overwhelming (all 50 events fell in the 1% of exposure)
+    assert p == pytest.approx((1_000 / 101_000) ** 50, rel=1e-9)
+    # And one stray event is no evidence at all
+    assert stats.conditional_count_test(0, 100_000, 1, 1_000, alternative="greater") > 0.009
+    # Two-sided equals the binomial test conditional on the total
+    ref = sps.binomtest(30, 40, 2_000 / 5_000).pvalue
+    got = stats.conditional_count_test(10, 3_000, 30, 2_000)
+    assert got == pytest.approx(
+        ref, rel=0.3
+    )  # doubling the smaller tail vs scipy's likelihood rule
+    assert stats.conditional_count_test(0, 10, 0, 10) == 1.0
+    with pytest.raises(ValueError):
+        stats.conditional_count_test(1, 10, 1, 10, alternative="less")
+
+
+def test_compare_binned_equals_the_single_statistics() -> None:
+    rng = np.random.default_rng(12)
+    a, b = rng.integers(0, 500, 16).astype(float), rng.integers(0, 50, 16).astype(float)
+    edges = np.cumsum(rng.random(15))
+    args = ((-1.0, 20.0), (-2.0, 18.0), (-0.5, 17.0), (-0.7, 16.0))
+    res = stats.compare_binned(a, b, edges, *args)
+    assert res.psi == stats.psi(a, b)
+    assert (res.ks, res.ks_p_value) == stats.ks_binned(a, b)
+    chi2, _, chi2_p = stats.chi2_two_sample(a, b)
+    assert (res.chi2, res.chi2_p_value) == (chi2, chi2_p)
+    assert res.wasserstein == pytest.approx(stats.wasserstein_binned(a, b, edges, *args))
+    with pytest.raises(ValueError):
+        stats.compare_binned(a, np.zeros(16), edges, *args)
