@@ -91,6 +91,8 @@ _MAX_VECTOR_WIDTH = 48
 _READ_LINES_HINT = 1 << 20
 # Lines parsed into dicts at a time: bounds the memory the parsed JSON holds at once.
 _EXTRACT_LINES = 8192
+_TIME_CACHE = 100_000
+NAT_SECONDS = int(np.iinfo(np.int64).min)
 
 
 # bytes that may appear in a run of JSON numbers separated by commas / newlines
@@ -382,6 +384,99 @@ def _decode_payload(
     return None
 
 
+_MARK = "@@driftloop@@"
+
+
+class _Template:
+    """One exact line layout SageMaker writes, with the variable strings taken out.
+
+    A line matches when it has the same number of quotes, no backslash (so no JSON
+    escape anywhere) and no control byte, and the bytes outside its variable strings
+    equal the skeleton: then each variable string's value is literally the bytes
+    between its quotes, and the line parses to the same record orjson would return.
+    """
+
+    def __init__(self, with_output: bool, with_inference_id: bool) -> None:
+        def part(mode: str) -> dict[str, str]:
+            return {"observedContentType": _MARK, "mode": mode, "data": _MARK, "encoding": _MARK}
+
+        capture = {"endpointInput": part("INPUT")}
+        roles = ["in_type", "in_data", "in_enc"]
+        if with_output:
+            capture["endpointOutput"] = part("OUTPUT")
+            roles += ["out_type", "out_data", "out_enc"]
+        meta = {"eventId": _MARK}
+        roles.append("event_id")
+        if with_inference_id:
+            meta["inferenceId"] = _MARK
+            roles.append("inference_id")
+        meta["inferenceTime"] = _MARK
+        roles.append("time")
+        line = orjson.dumps({"captureData": capture, "eventMetadata": meta, "eventVersion": "0"})
+        strings = line.split(b'"')[1::2]
+        self.quotes = line.count(b'"')
+        self.var_index = [i for i, t in enumerate(strings) if t == _MARK.encode()]
+        self.roles = dict(zip(roles, self.var_index, strict=True))
+        self.skeleton = line.replace(_MARK.encode(), b"") + b"\n"
+        self.segment_lengths = np.array([len(x) for x in (line + b"\n").split(_MARK.encode())])
+        self.with_output = with_output
+        self.with_inference_id = with_inference_id
+
+
+_TEMPLATES = {t.quotes: t for t in (_Template(o, i) for o in (True, False) for i in (False, True))}
+_CSV_BYTES = np.frombuffer(b"CSV", dtype=np.uint8)
+
+
+def _gather(buf: np.ndarray, s: np.ndarray, e: np.ndarray, sep: int | None = None) -> np.ndarray:
+    """The byte ranges [s, e) of buf laid end to end (each followed by `sep` if given).
+
+    One gather through an index built with np.repeat, so the work is proportional to the
+    bytes kept, not to the size of buf.
+    """
+    s = s.ravel()
+    e = e.ravel()
+    extra = 0 if sep is None else 1
+    lens = (e - s) + extra
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if len(ends) else 0
+    idx = np.repeat(s - (ends - lens), lens) + np.arange(total)
+    if extra:
+        np.minimum(idx, len(buf) - 1, out=idx)
+    out = buf[idx]
+    if extra and total:
+        out[ends - 1] = sep
+    return out
+
+
+def _cut(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """The byte ranges [s, e) of buf, each followed by a newline."""
+    return _gather(buf, s, e, 10)
+
+
+def _match_layout(
+    blob: bytes, n: int
+) -> tuple[np.ndarray, np.ndarray, _Template, np.ndarray] | None:
+    """(bytes, quote positions (n, quotes), template) when all n lines quote like a template."""
+    if b"\\" in blob:
+        return None
+    buf = np.frombuffer(blob, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    if len(nl) != n or int(np.count_nonzero(buf < 32)) != n:
+        return None
+    quotes = np.flatnonzero(buf == 34)
+    tmpl = _TEMPLATES.get(len(quotes) // n) if len(quotes) % n == 0 else None
+    if tmpl is None:
+        return None
+    per_line = np.diff(np.searchsorted(quotes, nl), prepend=0)
+    if not (per_line == tmpl.quotes).all():
+        return None
+    return buf, quotes.reshape(n, tmpl.quotes), tmpl, nl
+
+
+def _strings(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> list[str]:
+    return _cut(buf, s, e).tobytes().decode("utf-8").split("\n")[:-1]
+
+
 class _Fields:
     """What the extraction step pulls out of a chunk's lines, record by record."""
 
@@ -394,6 +489,8 @@ class _Fields:
         self.inference_ids: list[str | None] = []
         self.times: list[str] = []
         self.linenos: list[int] = []
+        # blocks cut straight from the bytes: (records, input block, output block or None)
+        self.blocks: list[tuple[np.ndarray, _CsvBlock, _CsvBlock | None]] = []
 
 
 class _ChunkParser:
@@ -405,6 +502,7 @@ class _ChunkParser:
         self.name = name
         self.n_features = len(schema.features)
         self.cat_mask = [schema.is_categorical(f) for f in schema.features]
+        self.time_cache: dict[str, int] = {}
 
     # ---- pulling the fields out of the JSON lines
     def parse(self, lines: list[bytes], first_lineno: int) -> FeatureBatch | None:
@@ -416,6 +514,8 @@ class _ChunkParser:
         try:
             for off in range(0, len(lines), _EXTRACT_LINES):
                 sub = lines[off : off + _EXTRACT_LINES]
+                if self._extract_canonical(sub, first_lineno + off, f):
+                    continue
                 if not self._extract_uniform(sub, first_lineno + off, f):
                     self._extract_careful(sub, first_lineno + off, f)
         finally:
@@ -436,11 +536,79 @@ class _ChunkParser:
             slow = [t for t in slow if keep_rec[t[0]]]
         rows = _Rows(self.schema)
         scores = _Scores(n_rec)
+        for rec_arr, in_blk, out_blk in f.blocks:
+            self._csv_rows(in_blk, rec_arr, f.linenos, rows, scores)
+            if out_blk is not None:
+                self._csv_scores(out_blk, rec_arr, f.linenos, scores)
         if fast_payloads:
             self._fast_csv(fast_payloads, fast_outputs, fast_recs, f.linenos, rows, scores, slow)
         for k, parts, where in slow:
             self._slow_record(k, parts, where, rows, scores)
         return self._assemble(rows, scores, f.event_ids, f.inference_ids)
+
+    def _extract_canonical(self, sub: list[bytes], first_lineno: int, f: _Fields) -> bool:
+        """The fastest case: every line in SageMaker's exact layout with CSV payloads.
+
+        No JSON parser and no per-line Python: quotes are located with numpy, the layout
+        is verified byte for byte against a template, and the payloads are cut out of
+        the buffer straight into a CSV block. False (nothing recorded) when any line
+        differs, so the general paths handle the block.
+        """
+        blob = b"".join(sub)
+        if not blob.endswith(b"\n"):
+            blob += b"\n"
+        layout = _match_layout(blob, len(sub))
+        if layout is None:
+            return False
+        buf, q, tmpl, nl = layout
+        n = len(sub)
+
+        def bounds(role: str) -> tuple[np.ndarray, np.ndarray]:
+            j = tmpl.roles[role]
+            return q[:, 2 * j] + 1, q[:, 2 * j + 1]
+
+        # everything outside the variable strings must be the template's skeleton
+        var = np.asarray(tmpl.var_index)
+        line_start = np.concatenate(([0], nl[:-1] + 1))
+        seg_s = np.concatenate((line_start[:, None], q[:, 2 * var + 1]), axis=1)
+        seg_e = np.concatenate((q[:, 2 * var] + 1, nl[:, None] + 1), axis=1)
+        if not ((seg_e - seg_s) == tmpl.segment_lengths).all():
+            return False
+        if _gather(buf, seg_s, seg_e).tobytes() != tmpl.skeleton * n:
+            return False
+        for role in ("in_enc", "out_enc") if tmpl.with_output else ("in_enc",):
+            s, e = bounds(role)
+            if not ((e - s) == 3).all() or not (buf[s[:, None] + np.arange(3)] == _CSV_BYTES).all():
+                return False
+        try:
+            blob.decode("utf-8")  # orjson would reject the line otherwise
+            times = _strings(buf, *bounds("time"))
+            event_ids = _strings(buf, *bounds("event_id"))
+            iids: list[str | None] = (
+                list(_strings(buf, *bounds("inference_id")))
+                if tmpl.with_inference_id
+                else [None] * n
+            )
+        except UnicodeDecodeError:
+            return False
+        if len(times) != n or len(event_ids) != n or len(iids) != n:
+            return False
+        if (self._seconds(times) == NAT_SECONDS).any():
+            return False
+        base = len(f.event_ids)
+        rec_arr = np.arange(base, base + n, dtype=np.int64)
+        s, e = bounds("in_data")
+        in_blk = _CsvBlock(_cut(buf, s, e).tobytes(), _starts_from_lengths(e - s))
+        out_blk = None
+        if tmpl.with_output:
+            s, e = bounds("out_data")
+            out_blk = _CsvBlock(_cut(buf, s, e).tobytes(), _starts_from_lengths(e - s))
+        f.blocks.append((rec_arr, in_blk, out_blk))
+        f.event_ids += event_ids
+        f.inference_ids += iids
+        f.times += times
+        f.linenos += range(first_lineno, first_lineno + n)
+        return True
 
     def _extract_uniform(self, sub: list[bytes], first_lineno: int, f: _Fields) -> bool:
         """The common case: every line a well-formed record with a CSV-encoded input.
@@ -541,26 +709,43 @@ class _ChunkParser:
             return
         self.malformed.add("missing_event_metadata", where)
 
-    def _parse_times(self, times: list[str], linenos: list[int]) -> np.ndarray:
-        """Parse inferenceTime into self.times (datetime64[s]); returns the mask of good records.
+    def _seconds(self, times: list[str]) -> np.ndarray:
+        """Epoch seconds of inferenceTime strings (NAT_SECONDS where unparseable).
 
-        A capture file holds at most 3600 distinct second-resolution times, so each
-        distinct string is parsed once and the rest is a dictionary lookup.
+        A capture file holds few distinct second-resolution times, so each distinct
+        string is parsed once (numpy parses the new ones in one call) and remembered
+        for the rest of the file.
         """
-        seconds: dict[str, int] = {}
-        nat = np.iinfo(np.int64).min
-        with warnings.catch_warnings():
-            # "2026-11-01T10:15:49Z": numpy warns about the Z but reads it as UTC, as intended.
-            warnings.simplefilter("ignore")
-            for t in dict.fromkeys(times):
+        cache = self.time_cache
+        new = [t for t in dict.fromkeys(times) if t not in cache]
+        if new:
+            if len(cache) > _TIME_CACHE:
+                cache.clear()
+            with warnings.catch_warnings():
+                # "2026-11-01T10:15:49Z": numpy warns about the Z but reads it as UTC.
+                warnings.simplefilter("ignore")
                 try:
-                    v = np.datetime64(t, "s") if t[:1].isdigit() else np.datetime64("NaT")
-                    seconds[t] = nat if np.isnat(v) else int(v.astype(np.int64))
+                    if not all(t[:1].isdigit() for t in new):
+                        raise ValueError("not a time")
+                    parsed = np.array(new, dtype="datetime64[s]").astype(np.int64).tolist()
+                    cache.update(zip(new, parsed, strict=True))
                 except (ValueError, TypeError, OverflowError):
-                    seconds[t] = nat
-        sec = np.fromiter(map(seconds.__getitem__, times), dtype=np.int64, count=len(times))
+                    for t in new:
+                        try:
+                            v = np.datetime64(t, "s") if t[:1].isdigit() else None
+                            ok = v is not None and not np.isnat(v)
+                            cache[t] = (
+                                int(v.astype(np.int64)) if ok and v is not None else NAT_SECONDS
+                            )
+                        except (ValueError, TypeError, OverflowError):
+                            cache[t] = NAT_SECONDS
+        return np.fromiter(map(cache.__getitem__, times), dtype=np.int64, count=len(times))
+
+    def _parse_times(self, times: list[str], linenos: list[int]) -> np.ndarray:
+        """Parse inferenceTime into self.times (datetime64[s]); returns the mask of good records."""
+        sec = self._seconds(times)
         self.times = sec.view("datetime64[s]")
-        keep = sec != nat
+        keep = sec != NAT_SECONDS
         for i in np.flatnonzero(~keep).tolist():
             self.malformed.add("bad_inference_time", f"{self.name}:{linenos[i]}", times[i][:40])
         return keep
@@ -1018,19 +1203,10 @@ class _CsvBlock:
         only works when every token is a JSON number (no empty value, nan, inf, leading
         "+" or "."), so None sends the caller to the token-by-token path.
         """
-        buf = self.buf
-        n = len(buf)
-        delta = np.zeros(n + 1, dtype=np.int8)
-        delta[s.ravel()] += 1
-        delta[e.ravel()] -= 1
-        keep = np.cumsum(delta[:-1], dtype=np.int8).view(np.bool_)
-        ends = e.ravel()
-        keep[ends[ends < n]] = True  # the separator after each token
-        sel = buf[keep]
+        sel = _gather(self.buf, s, e, 44)
         if not _JSON_NUMBER_BYTES[sel].all():
             return None
-        sel[sel == 10] = 44
-        text = sel.tobytes().rstrip(b",")
+        text = sel[:-1].tobytes()
         try:
             values = orjson.loads(b"[" + text + b"]")
         except orjson.JSONDecodeError:
