@@ -111,11 +111,12 @@ def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
 
     if args.from_model_monitor and args.train:
         raise DriftloopError("baseline: give a training table or --from-model-monitor, not both")
+    malformed = MalformedLog()
     if args.from_model_monitor:
         baseline = _baseline_from_model_monitor(Path(args.from_model_monitor), args)
         source = args.from_model_monitor
     elif args.train:
-        baseline = _baseline_from_table(Path(args.train), args)
+        baseline, malformed = _baseline_from_table(Path(args.train), args)
         source = args.train
     else:
         raise DriftloopError(
@@ -139,8 +140,7 @@ def _cmd_baseline(args: argparse.Namespace, out: TextIO) -> int:
     if baseline.metrics:
         shown = ", ".join(f"{k}={v:.4g}" for k, v in sorted(baseline.metrics.items()))
         print(f"metrics: {shown}", file=out)
-    if baseline.n_malformed:
-        print(f"skipped: {baseline.n_malformed:,} malformed row(s)", file=out)
+    _print_malformed(malformed, out)
     if args.model_monitor_dir:
         from driftloop.report import write_json_report
 
@@ -182,6 +182,31 @@ def _baseline_from_model_monitor(path: Path, args: argparse.Namespace) -> Any:
     return from_model_monitor_statistics(stats, schema, where=str(path))
 
 
+def _target_values(values: Any, path: Path, column: str, problem: str) -> Any:
+    """The target column (read as text) as float64; NaN where empty. Bad labels stop the work."""
+    import numpy as np
+
+    out = np.full(len(values), np.nan)
+    for i, v in enumerate(values.tolist()):
+        if v is None or str(v).strip() == "":
+            continue
+        text = str(v).strip().lower()
+        if problem == "binary" and text in ("true", "false"):
+            out[i] = 1.0 if text == "true" else 0.0
+            continue
+        try:
+            out[i] = float(text)
+        except ValueError:
+            raise DriftloopError(
+                f"{path}: target {column!r} holds {str(v)[:40]!r}, not a number"
+            ) from None
+    finite = out[np.isfinite(out)]
+    if problem == "binary" and not np.isin(finite, (0.0, 1.0)).all():
+        bad = finite[~np.isin(finite, (0.0, 1.0))][0]
+        raise DriftloopError(f"{path}: binary target {column!r} must be 0 or 1, found {bad:g}")
+    return out
+
+
 def _baseline_from_table(path: Path, args: argparse.Namespace) -> Any:
     import numpy as np
 
@@ -194,47 +219,51 @@ def _baseline_from_table(path: Path, args: argparse.Namespace) -> Any:
         raise DriftloopError(f"{path}: no such file")
     if path.suffix.lower() not in TABLE_SUFFIXES:
         raise DriftloopError(f"{path}: a training table must be .csv or .parquet")
-    exclude = [c for c in (args.target, args.predictions) if c]
+    with_metrics = bool(args.target and args.predictions)
     schema = tables.infer_schema(
         path,
-        categorical=_split(args.categorical) or None,
-        exclude=exclude,
         target=args.target,
+        categorical=_split(args.categorical) or None,
+        exclude=[args.predictions] if args.predictions else (),
         problem=args.problem,
     )
-    # The target and the model's scores are read as two extra numeric columns, then
-    # split off: the profile holds the features, the scores become its predictions.
-    extra = tuple(exclude)
-    reading = Schema(features=(*schema.features, *extra), categorical=schema.categorical)
+    # The model's scores are read as one more numeric column and become the profile's
+    # predictions; the target (only needed for metrics) is read as text so that a label
+    # like "yes" gives a clear error instead of dropping every row as unparseable.
+    extra = tuple(c for c in (args.predictions, args.target if with_metrics else None) if c)
+    reading = Schema(
+        features=(*schema.features, *extra),
+        categorical=schema.categorical | ({args.target} if with_metrics else set()),
+    )
     malformed = MalformedLog()
     batches = []
     targets: list[np.ndarray] = []
     for batch in tables.read_table(path, schema=reading, malformed=malformed, name=str(path)):
         if args.predictions:
             batch.predictions = batch.columns.pop(args.predictions)
-        if args.target:
+        if with_metrics:
             targets.append(batch.columns.pop(args.target))
         batches.append(batch)
     if sum(b.n_rows for b in batches) == 0:
-        _print_malformed(malformed, sys.stderr)
-        raise DriftloopError(f"{path}: no usable rows")
+        detail = (
+            f" ({malformed.total:,} malformed, e.g. {malformed.examples[0]})"
+            if malformed.total
+            else ""
+        )
+        raise DriftloopError(f"{path}: no usable rows{detail}")
     metrics: dict[str, float] = {}
-    if args.target and args.predictions:
-        y = np.concatenate(targets)
+    if with_metrics:
+        y = _target_values(np.concatenate(targets), path, args.target, schema.problem)
         score = np.concatenate([b.predictions for b in batches])
         ok = np.isfinite(y) & np.isfinite(score)
         if schema.problem == "regression":
             metrics = regression_metrics(y[ok], score[ok])
         else:
-            if not np.isin(y[ok], (0.0, 1.0)).all():
-                raise DriftloopError(
-                    f"{path}: target {args.target!r} must be 0/1 for binary metrics"
-                )
             metrics = classification_metrics(y[ok], score[ok])
         metrics = {k: v for k, v in metrics.items() if np.isfinite(v)}
     baseline = build_baseline(batches, schema, n_bins=args.bins, top_k=args.top_k, metrics=metrics)
     baseline.n_malformed = malformed.total
-    return baseline
+    return baseline, malformed
 
 
 # --------------------------------------------------------------------------- drift
@@ -414,6 +443,169 @@ def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
+# --------------------------------------------------------------------------- runs / status
+
+
+def _ops_call(args: argparse.Namespace, call: Callable[[dict[str, Any]], Any]) -> Any:
+    """Run an ops query; an AWS failure becomes one line naming where it went."""
+    from driftloop import ops
+
+    try:
+        clients = ops.clients(endpoint_url=args.endpoint_url, region=args.region)
+        return call(clients)
+    except DriftloopError:
+        raise
+    except Exception as exc:
+        # botocore's errors (no credentials, no region, connection refused, AccessDenied,
+        # missing table or bucket) are the user's environment, not a driftloop bug.
+        if not type(exc).__module__.startswith(("botocore", "boto3", "urllib3")):
+            raise
+        where = args.endpoint_url or "AWS"
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DriftloopError(f"{where}: {first}") from exc
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)
+    ]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _cell(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    return str(x)
+
+
+def _cmd_runs(args: argparse.Namespace, out: TextIO) -> int:
+    from driftloop import ops
+
+    runs = _ops_call(args, lambda c: ops.list_runs(c["sagemaker"], args.model_package_group))
+    if args.limit is not None:
+        runs = runs[: args.limit]
+    if args.json:
+        print(orjson.dumps(runs, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return EXIT_OK
+    if not runs:
+        print(f"no retraining runs in model package group {args.model_package_group}", file=out)
+        return EXIT_OK
+    header = [
+        "version",
+        "created",
+        "approval",
+        "decision",
+        "metric",
+        "challenger",
+        "champion",
+        "margin",
+        "run_id",
+    ]
+    rows = [
+        [
+            _cell(r.get("version")),
+            _cell(r.get("created_at"))[:19],
+            _cell(r.get("approval")),
+            _cell(r.get("decision")),
+            _cell(r.get("metric")),
+            _cell(r.get("challenger")),
+            _cell(r.get("champion")),
+            _cell(r.get("margin")),
+            _cell(r.get("run_id")),
+        ]
+        for r in runs
+    ]
+    print(_table(rows, header), file=out)
+    return EXIT_OK
+
+
+def _cmd_status(args: argparse.Namespace, out: TextIO) -> int:
+    from driftloop import ops
+
+    st = _ops_call(
+        args,
+        lambda c: ops.status(
+            c["sagemaker"],
+            c["s3"],
+            c["dynamodb"],
+            endpoint=args.endpoint,
+            state_table=args.state_table,
+            reports_bucket=args.reports_bucket,
+            model_package_group=args.model_package_group,
+        ),
+    )
+    if args.json:
+        print(orjson.dumps(st, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return EXIT_OK
+    serving = st.get("serving") or {}
+    package = serving.get("model_package") or {}
+    rows = [
+        ["endpoint", f"{st.get('endpoint')} ({_cell(serving.get('status'))})"],
+        ["model", _cell(serving.get("model_name"))],
+        ["model data", _cell(serving.get("model_data_url"))],
+        [
+            "registry version",
+            _cell(package.get("version"))
+            + (f" ({package.get('approval')}, run {package.get('run_id')})" if package else ""),
+        ],
+        ["data capture", "on" if serving.get("data_capture") else "off"],
+    ]
+    if serving.get("failure_reason"):
+        rows.append(["failure", str(serving["failure_reason"])])
+    for kind in ("drift", "quality"):
+        info = st.get(kind) or {}
+        last = info.get("last") or {}
+        if not last:
+            verdict = "no report yet"
+        elif last.get("status") == "insufficient_data":
+            verdict = "insufficient data"
+        elif kind == "drift":
+            drifted = ", ".join(last.get("drifted_features") or [])
+            verdict = f"DRIFT ({drifted})" if last.get("dataset_drift") else "no drift"
+        else:
+            verdict = (
+                f"{'DEGRADED' if last.get('degraded') else 'ok'}: "
+                f"{last.get('metric')}={_cell(last.get('value'))} (drop {_cell(last.get('drop'))})"
+            )
+        window = f" in [{last.get('window_start')}, {last.get('window_end')})" if last else ""
+        rows.append(
+            [
+                f"{kind} check",
+                f"checked until {_cell(info.get('checked_until'))}; last: {verdict}{window}",
+            ]
+        )
+        if last.get("report_uri"):
+            rows.append(["", str(last["report_uri"])])
+    lock = st.get("last_retraining")
+    if lock:
+        rows.append(
+            [
+                "last retraining",
+                f"started {_cell(lock.get('started_at'))}, "
+                f"execution {_cell(lock.get('execution_arn'))}",
+            ]
+        )
+    else:
+        rows.append(["last retraining", "none"])
+    print(_table(rows, ["", ""]).split("\n", 1)[1], file=out)
+    return EXIT_OK
+
+
+def _add_aws_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--endpoint-url",
+        default=os.environ.get("DRIFTLOOP_ENDPOINT_URL"),
+        help="AWS API endpoint, e.g. http://127.0.0.1:PORT for the local moto server "
+        "(default: $DRIFTLOOP_ENDPOINT_URL, else AWS)",
+    )
+    p.add_argument("--region", help="AWS region (default: the boto3 configuration)")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
 # --------------------------------------------------------------------------- parser
 
 
@@ -504,6 +696,30 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--html", help="write the HTML report here")
     q.add_argument("--title", help="title of the HTML report")
     q.set_defaults(handler=_cmd_quality)
+
+    r = sub.add_parser(
+        "runs",
+        help="list retraining runs (the model registry)",
+        description="Every retraining run recorded in the model package group, newest first, "
+        "with the gate's decision and the metrics behind it.",
+    )
+    r.add_argument("--model-package-group", required=True, help="the model package group")
+    r.add_argument("--limit", type=int, help="show only the newest N runs")
+    _add_aws_options(r)
+    r.set_defaults(handler=_cmd_runs)
+
+    st = sub.add_parser(
+        "status",
+        help="what serves now, and the checks' last verdicts",
+        description="The endpoint's serving model (and its registry version), the drift and "
+        "quality checkpoints with their last verdicts, and the last retraining.",
+    )
+    st.add_argument("--endpoint", required=True, help="the SageMaker endpoint name")
+    st.add_argument("--state-table", required=True, help="the DynamoDB state table")
+    st.add_argument("--reports-bucket", required=True, help="the reports bucket")
+    st.add_argument("--model-package-group", help="match the serving model to a registry version")
+    _add_aws_options(st)
+    st.set_defaults(handler=_cmd_status)
     return parser
 
 
