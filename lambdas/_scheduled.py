@@ -16,6 +16,9 @@ publishes the window's metrics. The order is chosen so that:
 Work per invocation is bounded by MAX_WINDOWS_PER_RUN and by the Lambda's remaining
 time; a backlog (the schedule was off, or a long outage) is worked off by the following
 runs, oldest first, and reported as the `WindowsBehind` metric.
+
+It also holds what both checks read the same way: the baseline (`load_baseline`) and a
+window's capture files across every variant (`capture_keys`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
+from driftloop.profile import DatasetProfile
 from driftloop.windows import (
     Window,
     count_windows,
     format_iso,
+    hour_prefixes,
     last_closed_window_start,
     plan_windows,
 )
@@ -88,6 +93,28 @@ def loop_settings(kind: str, *, extra_delay_minutes: int = 0) -> LoopSettings:
         * _aws.env_int("MIN_REMAINING_SECONDS", DEFAULT_MIN_REMAINING_SECONDS),
         first_window_start=_aws.env_time("FIRST_WINDOW_START"),
     )
+
+
+def load_baseline(bucket: str, key: str) -> DatasetProfile | None:
+    """The serving model's baseline profile; None when the object does not exist."""
+    try:
+        body = _aws.get_bytes(bucket, key)
+    except Exception as exc:
+        if _aws.is_missing(exc):
+            return None
+        raise
+    return DatasetProfile.from_json(body, where=f"s3://{bucket}/{key}")
+
+
+def capture_keys(bucket: str, prefix: str, endpoint: str, window: Window) -> list[str]:
+    """Every capture file of the window: all variants, the window's hour folders, sorted."""
+    keys: list[str] = []
+    for variant in _aws.list_subfolders(bucket, f"{prefix}/{endpoint}/"):
+        for hour in hour_prefixes(window):
+            keys.extend(
+                k for k in _aws.list_keys(bucket, f"{variant}{hour}/") if k.endswith(".jsonl")
+            )
+    return sorted(keys)
 
 
 def emit_window_metrics(endpoint: str, outcome: WindowOutcome) -> None:

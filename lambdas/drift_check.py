@@ -29,8 +29,9 @@ from driftloop.drift import DriftConfig, compare
 from driftloop.errors import DriftloopError, MalformedLog
 from driftloop.profile import DatasetProfile, empty_profile, profile_batch
 from driftloop.report import render_html
-from driftloop.windows import Window, hour_prefixes, report_prefix
+from driftloop.windows import Window, report_prefix
 from lambdas import _aws, _scheduled
+from lambdas._scheduled import capture_keys, load_baseline
 
 logger = Logger()
 metrics = Metrics()
@@ -65,28 +66,6 @@ class DriftSettings:
             reports_bucket=_aws.env_str("REPORTS_BUCKET"),
             config=config,
         )
-
-
-def load_baseline(bucket: str, key: str) -> DatasetProfile | None:
-    """The serving model's baseline profile; None when the object does not exist."""
-    try:
-        body = _aws.get_bytes(bucket, key)
-    except Exception as exc:
-        if _aws.is_missing(exc):
-            return None
-        raise
-    return DatasetProfile.from_json(body, where=f"s3://{bucket}/{key}")
-
-
-def capture_keys(bucket: str, prefix: str, endpoint: str, window: Window) -> list[str]:
-    """Every capture file of the window: all variants, the window's hour folders, sorted."""
-    keys: list[str] = []
-    for variant in _aws.list_subfolders(bucket, f"{prefix}/{endpoint}/"):
-        for hour in hour_prefixes(window):
-            keys.extend(
-                k for k in _aws.list_keys(bucket, f"{variant}{hour}/") if k.endswith(".jsonl")
-            )
-    return sorted(keys)
 
 
 def profile_window(

@@ -40,7 +40,7 @@ from driftloop.quality import (
 from driftloop.report import render_quality_html
 from driftloop.windows import Window, format_iso, hour_prefixes_between, report_prefix
 from lambdas import _aws, _scheduled
-from lambdas.drift_check import capture_keys, load_baseline
+from lambdas._scheduled import capture_keys, load_baseline
 
 logger = Logger()
 metrics = Metrics()
