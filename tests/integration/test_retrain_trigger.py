@@ -163,3 +163,21 @@ def test_missing_environment_is_a_clear_error(
     monkeypatch.delenv("STATE_MACHINE_ARN")
     with pytest.raises(retrain_trigger._aws.ConfigError, match="STATE_MACHINE_ARN is not set"):
         retrain_trigger.handler(drift_event(T0), lambda_context)
+
+
+def test_a_quality_event_starts_retraining_and_shares_the_drift_cooldown(
+    env: dict[str, str], lambda_context: FakeLambdaContext
+) -> None:
+    # Given a Quality Degraded event, then a drift event an hour later
+    quality = load_event("quality_event", time="2026-11-01T06:20:00Z")
+    first = retrain_trigger.handler(quality, lambda_context)
+    second = retrain_trigger.handler(drift_event(T0 + timedelta(hours=1)), lambda_context)
+    # Then the quality event started the run, with its detail as the reason,
+    # and the drift event fell inside the same cooldown
+    assert first["started"] and second["status"] == "cooldown"
+    described = boto3.client("stepfunctions").describe_execution(
+        executionArn=first["execution_arn"]
+    )
+    reason = json.loads(described["input"])["reason"]
+    assert reason["detail_type"] == "Quality Degraded"
+    assert reason["detail"]["drop"]["auc"] == 0.15
