@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -259,10 +260,24 @@ def write_training_table(path: Path, n: int, seed: int = 1) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("records", type=int)
+    ap.add_argument(
+        "records",
+        type=int,
+        nargs="*",
+        help="records to generate (default: the sizes in BENCH_SIZES)",
+    )
     ap.add_argument("--shift", type=float, default=0.0, help="mean shift in feature std units")
     args = ap.parse_args(argv)
-    print(generate(args.records, shift=args.shift))
+    counts = args.records or [
+        int(x) for x in os.environ.get("BENCH_SIZES", "1000000,10000000").split(",") if x.strip()
+    ]
+    for n in counts:
+        cached = (capture_dir(n, args.shift) / "done.json").exists()
+        t0 = time.perf_counter()
+        folder = generate(n, shift=args.shift, quiet=True)
+        secs = time.perf_counter() - t0
+        how = "cached" if cached else f"generated in {secs:.1f}s ({n / secs:,.0f} records/s)"
+        print(f"{n:>12,} capture records: {how} -> {folder}")
     return 0
 
 
