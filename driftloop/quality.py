@@ -641,11 +641,13 @@ def check_quality(
     else:
         status = "ok"
         degraded = watched.drop > config.max_drop
-        verb = "worsened" if watched.drop > 0 else "changed"
-        reason = (
-            f"{metric} {verb} by {watched.drop:.4g} "
-            f"({'more' if degraded else 'no more'} than max_drop={config.max_drop:g})"
-        )
+        if watched.drop > 0:
+            reason = (
+                f"{metric} worsened by {watched.drop:.4g} "
+                f"({'more' if degraded else 'no more'} than max_drop={config.max_drop:g})"
+            )
+        else:
+            reason = f"{metric} did not worsen (changed by {-watched.drop:+.4g} vs the baseline)"
     return QualityReport(
         problem=problem,
         metric=metric,

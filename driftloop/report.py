@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
+import uuid
 from collections.abc import Mapping, Sequence
 from html import escape
 from pathlib import Path
@@ -70,15 +70,17 @@ def write_text_report(text: str, path: str | Path) -> Path:
 
 
 def _atomic_write(target: Path, data: bytes) -> Path:
+    # A uniquely named sibling, renamed over the target: the rename is atomic on POSIX, and
+    # open() (unlike mkstemp's 0600) gives the file the usual umask-derived permissions.
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
         try:
-            with os.fdopen(fd, "wb") as fh:
+            with tmp.open("xb") as fh:
                 fh.write(data)
-            Path(tmp).replace(target)
+            tmp.replace(target)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             raise
     except OSError as exc:
         raise DriftloopError(f"{target}: cannot write report ({exc.strerror or exc})") from exc

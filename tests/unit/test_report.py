@@ -70,3 +70,16 @@ def test_quality_html_shows_verdict_counts_and_metrics() -> None:
 def test_quality_html_escapes_its_title() -> None:
     html = render_quality_html(_quality_report(False), title="<img src=x onerror=alert(1)>")
     assert "<img" not in html and "&lt;img" in html
+
+
+def test_report_gets_the_usual_file_permissions(tmp_path) -> None:
+    # Given the process umask
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        # When a report is written, then it is world-readable like any file written here
+        path = write_json_report({"a": 1}, tmp_path / "r.json")
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(umask)
