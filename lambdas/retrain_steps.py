@@ -174,7 +174,7 @@ def _format_value(value: Any, categorical: bool) -> str:
         return "" if value is None else str(value)
     number = float(value)
     if not math.isfinite(number):
-        return "" if math.isnan(number) else repr(number)
+        return ""  # missing; an infinity would stop scikit-learn, so it is dropped too
     return repr(int(number)) if number.is_integer() and abs(number) < 2**53 else repr(number)
 
 
@@ -693,6 +693,29 @@ def extract_member(bucket: str, key: str, member: str) -> bytes:
     raise DriftloopError(f"{where}: no {member} in the model archive")
 
 
+def _endpoint_target(endpoint: str) -> str | None:
+    """The config the endpoint runs or is moving to (None: no such endpoint)."""
+    try:
+        described = _aws.sagemaker().describe_endpoint(EndpointName=endpoint)
+    except Exception as exc:
+        if _aws.error_code(exc) == "ValidationException" or "not find" in str(exc).lower():
+            return None
+        raise
+    pending = described.get("PendingDeploymentSummary") or {}
+    return str(pending.get("EndpointConfigName") or described["EndpointConfigName"])
+
+
+def _create_once(create: Any) -> None:
+    """Run a SageMaker Create* call; a resource that already exists (a retry) is fine."""
+    try:
+        create()
+    except Exception as exc:
+        message = str(exc).lower()
+        if _aws.error_code(exc) == "ValidationException" and "already exist" in message:
+            return
+        raise
+
+
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 @logger.inject_lambda_context
@@ -725,14 +748,18 @@ def deploy_model(event: dict[str, Any], context: Any) -> dict[str, Any]:
     staged_uri = _aws.put_bytes(artifacts, staged_key, baseline, "application/json")
 
     sm = _aws.sagemaker()
-    sm.create_model(
-        ModelName=model_name,
-        ExecutionRoleArn=role,
-        PrimaryContainer={
-            "Image": image,
-            "ModelDataUrl": model_data,
-            "Environment": dict(MODEL_ENVIRONMENT),
-        },
+    # Step Functions retries a failed Lambda step: every call below is made idempotent,
+    # so a retry after a timeout finishes the deployment instead of failing on "exists".
+    _create_once(
+        lambda: sm.create_model(
+            ModelName=model_name,
+            ExecutionRoleArn=role,
+            PrimaryContainer={
+                "Image": image,
+                "ModelDataUrl": model_data,
+                "Environment": dict(MODEL_ENVIRONMENT),
+            },
+        )
     )
     endpoint_config: dict[str, Any] = {
         "EndpointConfigName": model_name,
@@ -747,8 +774,11 @@ def deploy_model(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ],
         "DataCaptureConfig": capture_config,
     }
-    sm.create_endpoint_config(**endpoint_config)
-    if champion:
+    _create_once(lambda: sm.create_endpoint_config(**endpoint_config))
+    target = _endpoint_target(endpoint)
+    if target == model_name:
+        logger.info("the endpoint already runs or deploys this config (a retried step)")
+    elif target is not None:
         sm.update_endpoint(
             EndpointName=endpoint, EndpointConfigName=model_name, DeploymentConfig=deployment_config
         )

@@ -606,3 +606,38 @@ def test_every_lambda_step_names_a_handler_in_the_step_order() -> None:
     assert set(LAMBDA_STEPS) <= set(RETRAIN_STEPS)
     assert RETRAIN_STEPS[0] == "PrepareData" and RETRAIN_STEPS[-1] == "Notify"
     assert all(callable(getattr(retrain_steps, h)) for h in LAMBDA_STEPS.values())
+
+
+def test_a_retried_deploy_step_finishes_instead_of_failing_on_existing_resources(
+    world: dict[str, Any], lambda_context: FakeLambdaContext
+) -> None:
+    # Given UpdateEndpoint throttled on the first attempt (Step Functions then retries)
+    calls: list[dict[str, Any]] = []
+
+    class Response:
+        def __init__(self, code: int) -> None:
+            self.status_code = code
+
+    def flaky(params: dict[str, Any], **_: Any) -> tuple[Any, dict[str, Any]]:
+        calls.append(json.loads(params["body"]))
+        if len(calls) == 1:
+            return Response(400), {"Error": {"Code": "ThrottlingException", "Message": "slow"}}
+        return Response(200), {"EndpointArn": "arn:aws:sagemaker:us-east-1:123:endpoint/x"}
+
+    _aws.sagemaker().meta.events.register("before-call.sagemaker.UpdateEndpoint", flaky)
+    bucket_key = "models/job/output/model.tar.gz"
+    boto3.client("s3").put_object(Bucket="artifacts", Key=bucket_key, Body=small_archive())
+    state = {
+        **initial_state(),
+        "decision": {"deploy": True},
+        "challenger_model_data_url": f"s3://artifacts/{bucket_key}",
+        "champion": {"endpoint_config_name": "champion-config", "variant_name": "AllTraffic"},
+    }
+    # When the step fails once and is retried with the same input
+    with pytest.raises(Exception, match="ThrottlingException"):
+        retrain_steps.deploy_model(dict(state), lambda_context)
+    out = retrain_steps.deploy_model(dict(state), lambda_context)
+    # Then the retry reused the model and config it had created and updated the endpoint
+    assert len(calls) == 2 and calls[1]["EndpointConfigName"] == out["deployment"]["model_name"]
+    names = [m["ModelName"] for m in boto3.client("sagemaker").list_models()["Models"]]
+    assert sorted(names) == sorted(["champion", out["deployment"]["model_name"]])
