@@ -611,6 +611,7 @@ def _add_aws_options(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from driftloop import __version__
+    from driftloop.profile import DEFAULT_BINS, DEFAULT_TOP_K
 
     parser = argparse.ArgumentParser(
         prog="driftloop",
@@ -644,8 +645,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--problem", choices=("binary", "regression"), default="binary")
     b.add_argument("--metrics", help='JSON object of baseline metrics, e.g. {"auc": 0.91}')
-    b.add_argument("--bins", type=int, default=64, help="bins per numeric feature (default 64)")
-    b.add_argument("--top-k", type=int, default=50, help="categories kept by name (default 50)")
+    b.add_argument(
+        "--bins",
+        type=int,
+        default=DEFAULT_BINS,
+        help=f"bins per numeric feature (default {DEFAULT_BINS})",
+    )
+    b.add_argument(
+        "--top-k",
+        type=int,
+        default=DEFAULT_TOP_K,
+        help=f"categories kept by name (default {DEFAULT_TOP_K})",
+    )
     b.add_argument(
         "--model-monitor-dir",
         help="also write Model Monitor statistics.json and constraints.json here",
