@@ -10,7 +10,9 @@ only (no AWS call); its import is slow (seconds), so it happens lazily and once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+from collections.abc import Iterator
 from typing import Any
 
 import aws_cdk as cdk
@@ -68,12 +70,35 @@ def image_uri(version: str, region: str, scope: str) -> str:
     return uri
 
 
+@contextlib.contextmanager
+def _one_endpoint_table() -> Iterator[None]:
+    """Let `retrieve` parse botocore's endpoints.json once instead of on every call.
+
+    `retrieve` builds a fresh botocore resolver per call (a 1 MB JSON parse); over every
+    region and both scopes that is most of a synth's time. The SDK's private helper is
+    memoized only for the duration of the loop, and only if it still exists.
+    """
+    from sagemaker.core import common_utils
+
+    original = getattr(common_utils, "_botocore_resolver", None)
+    if original is None:
+        yield
+        return
+    common_utils._botocore_resolver = functools.cache(original)
+    try:
+        yield
+    finally:
+        common_utils._botocore_resolver = original
+
+
+@functools.cache
 def region_table(version: str) -> dict[str, dict[str, str]]:
     """{region: {"inference": uri, "training": uri}} over every region the SDK lists."""
-    return {
-        region: {scope: image_uri(version, region, scope) for scope in SCOPES}
-        for region in sdk_regions(version)
-    }
+    with _one_endpoint_table():
+        return {
+            region: {scope: image_uri(version, region, scope) for scope in SCOPES}
+            for region in sdk_regions(version)
+        }
 
 
 def sklearn_image(scope: Construct, *, version: str, image_scope: str) -> str:

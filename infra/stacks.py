@@ -67,6 +67,7 @@ class SharedData:
     ground_truth: s3.IBucket
     reports: s3.IBucket
     table: dynamodb.ITable
+    table_name: str
 
     @classmethod
     def imported(cls, scope: Construct, prefix: str) -> SharedData:
@@ -90,7 +91,7 @@ class SharedData:
             table_arn=value("StateTableArn"),
             encryption_key=key,
         )
-        return cls(key=key, table=table, **buckets)
+        return cls(key=key, table=table, table_name=value("StateTableName"), **buckets)
 
 
 class StatefulStack(cdk.Stack):
@@ -235,7 +236,7 @@ class MonitoringStack(cdk.Stack):
             "ARTIFACTS_BUCKET": data.artifacts.bucket_name,
             "BASELINE_KEY": BASELINE_KEY,
             "REPORTS_BUCKET": data.reports.bucket_name,
-            "STATE_TABLE": table.table_name,
+            "STATE_TABLE": data.table_name,
             "EVENT_BUS_NAME": self.alerts.bus.event_bus_name,
             "WINDOW_HOURS": str(config.window_hours),
             "GRACE_MINUTES": str(config.grace_minutes),

@@ -252,7 +252,7 @@ class ModelEndpoint(Construct):
             min_capacity=instance_count,
             max_capacity=max_instance_count,
         )
-        self.scalable_target.add_dependency(self.endpoint)
+        self.scalable_target.node.add_dependency(self.endpoint)
         self.scaling_policy = appscaling.CfnScalingPolicy(
             self,
             "InvocationsPerInstance",

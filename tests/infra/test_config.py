@@ -112,7 +112,11 @@ def test_inconsistent_values_name_a_key(context: dict[str, Any], key: str) -> No
 
 def test_unknown_keys_are_rejected_but_cdk_flags_pass() -> None:
     # Given a typo next to a CDK feature flag and a CLI-injected key
-    context = {"instance_typ": "ml.m5.large", "@aws-cdk/core:x": True, "aws:cdk:enable-path-metadata": True}
+    context = {
+        "instance_typ": "ml.m5.large",
+        "@aws-cdk/core:x": True,
+        "aws:cdk:enable-path-metadata": True,
+    }
     # When parsed
     # Then the typo is named, the CDK's own keys are not
     with pytest.raises(DriftloopError, match="instance_typ"):
