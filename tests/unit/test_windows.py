@@ -213,3 +213,24 @@ def test_runs_at_arbitrary_times_with_failures_cover_every_window_exactly_once(
     hours = [h for w in processed for h in hour_prefixes(w)]
     assert len(hours) == len(set(hours))
     assert len(hours) == len(processed) * window_hours
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    checkpoint_h=st.one_of(st.none(), st.integers(min_value=0, max_value=500)),
+    now_minutes=st.integers(min_value=0, max_value=60 * 600),
+    window_hours=st.sampled_from([1, 2, 5, 24]),
+    grace=st.integers(min_value=0, max_value=120),
+)
+def test_count_windows_equals_the_length_of_the_plan(
+    checkpoint_h: int | None, now_minutes: int, window_hours: int, grace: int
+) -> None:
+    # Given any checkpoint (on or off the grid) and clock
+    checkpoint = None if checkpoint_h is None else at(checkpoint_h)
+    now = T0 + timedelta(minutes=now_minutes)
+    kwargs = {"window_hours": window_hours, "grace_minutes": grace, "first_window_start": T0}
+    # Then the backlog count is the number of windows the plan lists, all closed and in order
+    plan = plan_windows(checkpoint, now, **kwargs)
+    assert count_windows(checkpoint, now, **kwargs) == len(plan)
+    assert all(w.end + timedelta(minutes=grace) <= now for w in plan)
+    assert plan == sorted(plan)
