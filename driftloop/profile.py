@@ -238,12 +238,21 @@ def bin_index(x: FloatArray, edges: FloatArray) -> IntArray:
 
 
 def _as_float_column(values: Any, name: str) -> FloatArray:
+    """A numeric column as float64; None becomes NaN (missing). Text is a DriftloopError."""
     try:
         return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise DriftloopError(
-            f"profile: numeric column {name!r} holds non-numeric values ({exc})"
-        ) from exc
+    except (TypeError, ValueError):
+        pass
+    out = np.empty(len(values), dtype=np.float64)
+    for i, v in enumerate(values):
+        try:
+            out[i] = np.nan if v is None else float(v)
+        except (TypeError, ValueError) as exc:
+            raise DriftloopError(
+                f"profile: numeric column {name!r} has a non-numeric value {str(v)[:40]!r}"
+                f" at row {i}"
+            ) from exc
+    return out
 
 
 def profile_numeric(values: Any, edges: FloatArray, name: str = "value") -> NumericProfile:

@@ -256,6 +256,23 @@ def test_bad_input_gives_one_line_errors() -> None:
         profile_batch(short, base)
 
 
+def test_object_numeric_column_with_none_is_missing(baseline: DatasetProfile) -> None:
+    # Given a numeric column delivered as objects, None for missing
+    rng = np.random.default_rng(12)
+    batch = make_batch(rng, 4)
+    batch.columns["score"] = np.array([0.5, None, "1.5", 2], dtype=object)
+    # When profiled / Then None is missing and the numbers are binned
+    score = profile_batch(batch, baseline).features["score"]
+    assert isinstance(score, NumericProfile)
+    assert (score.n, score.n_missing, score.n_present) == (4, 1, 3)
+    assert score.mean == pytest.approx(4.0 / 3)
+    batch.columns["score"] = np.array([0.5, "n/a"], dtype=object)
+    batch.columns = {"score": batch.columns["score"]}
+    batch.n_rows = 2
+    with pytest.raises(DriftloopError, match="'score' has a non-numeric value 'n/a' at row 1"):
+        profile_batch(batch, baseline)
+
+
 def test_absent_column_counts_as_missing(baseline: DatasetProfile) -> None:
     rng = np.random.default_rng(9)
     batch = make_batch(rng, 300)
