@@ -427,30 +427,44 @@ _TEMPLATES = {t.quotes: t for t in (_Template(o, i) for o in (True, False) for i
 _CSV_BYTES = np.frombuffer(b"CSV", dtype=np.uint8)
 
 
-def _gather(buf: np.ndarray, s: np.ndarray, e: np.ndarray, sep: int | None = None) -> np.ndarray:
-    """The byte ranges [s, e) of buf laid end to end (each followed by `sep` if given).
+def _span_mask(n: int, s: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Boolean mask of length n that is True on the sorted, disjoint ranges [s, e).
 
-    One gather through an index built with np.repeat, so the work is proportional to the
-    bytes kept, not to the size of buf.
+    Built with one np.repeat of alternating False/True runs: one byte per buffer byte
+    and no index arrays, which is what makes cutting many small ranges cheap.
+    """
+    k = len(s)
+    lens = np.empty(2 * k + 1, dtype=np.int64)
+    lens[0] = s[0] if k else n
+    if k:
+        lens[1 : 2 * k : 2] = e - s
+        lens[2 : 2 * k : 2] = s[1:] - e[:-1]
+        lens[2 * k] = n - e[-1]
+    pattern = np.zeros(2 * k + 1, dtype=np.bool_)
+    pattern[1::2] = True
+    return np.repeat(pattern, lens)
+
+
+def _compress(buf: np.ndarray, s: np.ndarray, e: np.ndarray, sep: int | None = None) -> np.ndarray:
+    """The ranges [s, e) of buf (sorted, disjoint) laid end to end, each followed by sep.
+
+    With a separator, each range takes the byte after it (a delimiter or a closing
+    quote in every caller) and that byte is overwritten with sep.
     """
     s = s.ravel()
     e = e.ravel()
-    extra = 0 if sep is None else 1
-    lens = (e - s) + extra
-    ends = np.cumsum(lens)
-    total = int(ends[-1]) if len(ends) else 0
-    idx = np.repeat(s - (ends - lens), lens) + np.arange(total)
-    if extra:
-        np.minimum(idx, len(buf) - 1, out=idx)
-    out = buf[idx]
-    if extra and total:
-        out[ends - 1] = sep
+    if sep is None:
+        return buf[_span_mask(len(buf), s, e)]
+    if len(e) and e[-1] >= len(buf):
+        buf = np.append(buf, np.uint8(sep))
+    out = buf[_span_mask(len(buf), s, e + 1)]
+    out[np.cumsum(e - s + 1) - 1] = sep
     return out
 
 
 def _cut(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """The byte ranges [s, e) of buf, each followed by a newline."""
-    return _gather(buf, s, e, 10)
+    """The ranges [s, e) of buf, each followed by a newline."""
+    return _compress(buf, s, e, 10)
 
 
 def _match_layout(
@@ -574,7 +588,7 @@ class _ChunkParser:
         seg_e = np.concatenate((q[:, 2 * var] + 1, nl[:, None] + 1), axis=1)
         if not ((seg_e - seg_s) == tmpl.segment_lengths).all():
             return False
-        if _gather(buf, seg_s, seg_e).tobytes() != tmpl.skeleton * n:
+        if _compress(buf, seg_s, seg_e).tobytes() != tmpl.skeleton * n:
             return False
         for role in ("in_enc", "out_enc") if tmpl.with_output else ("in_enc",):
             s, e = bounds(role)
@@ -597,12 +611,11 @@ class _ChunkParser:
             return False
         base = len(f.event_ids)
         rec_arr = np.arange(base, base + n, dtype=np.int64)
-        s, e = bounds("in_data")
-        in_blk = _CsvBlock(_cut(buf, s, e).tobytes(), _starts_from_lengths(e - s))
+        commas = np.flatnonzero(buf == 44)
+        in_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("in_data"))
         out_blk = None
         if tmpl.with_output:
-            s, e = bounds("out_data")
-            out_blk = _CsvBlock(_cut(buf, s, e).tobytes(), _starts_from_lengths(e - s))
+            out_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("out_data"))
         f.blocks.append((rec_arr, in_blk, out_blk))
         f.event_ids += event_ids
         f.inference_ids += iids
@@ -1123,6 +1136,7 @@ class _CsvBlock:
         self.buf = buf
         n = len(buf)
         self.p_starts = p_starts
+        self.p_ends = np.append(p_starts[1:] - 1, n) if len(p_starts) else p_starts
         self.n_payloads = len(p_starts)
         nl = np.flatnonzero(buf == 10)
         r_starts = np.concatenate(([0], nl + 1))
@@ -1142,6 +1156,32 @@ class _CsvBlock:
         self.n_commas = np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
 
     @classmethod
+    def from_spans(
+        cls, raw: bytes, buf: np.ndarray, commas: np.ndarray, starts: np.ndarray, ends: np.ndarray
+    ) -> _CsvBlock:
+        """A block over payloads that are ranges of a larger buffer, one row each at most.
+
+        Used by the exact-layout path: the payloads stay where they are in the capture
+        lines (they hold no newline there), so nothing is copied. `commas` are all comma
+        positions in buf; those outside the ranges never fall inside a row.
+        """
+        blk = cls.__new__(cls)
+        blk.raw = raw
+        blk.buf = buf
+        blk.p_starts = starts
+        blk.p_ends = ends
+        blk.n_payloads = len(starts)
+        nonempty = ends > starts
+        blk.row_starts = starts[nonempty]
+        blk.row_ends = ends[nonempty]
+        blk.row_payload = np.flatnonzero(nonempty)
+        blk.row_index = np.zeros(len(blk.row_starts), dtype=np.int64)
+        blk.comma_pos = commas
+        blk.commas_before = np.searchsorted(commas, blk.row_starts)
+        blk.n_commas = np.searchsorted(commas, blk.row_ends) - blk.commas_before
+        return blk
+
+    @classmethod
     def from_texts(cls, big: str, payloads: list[str]) -> _CsvBlock:
         """A block from payload strings and their newline-joined text."""
         if big.isascii():
@@ -1158,9 +1198,7 @@ class _CsvBlock:
 
     def payload(self, p: int) -> str:
         """The text of payload p (for messages)."""
-        start = int(self.p_starts[p])
-        end = int(self.p_starts[p + 1]) - 1 if p + 1 < len(self.p_starts) else len(self.raw)
-        return self.raw[start:end].decode("utf-8", "replace")
+        return self.raw[int(self.p_starts[p]) : int(self.p_ends[p])].decode("utf-8", "replace")
 
     def rows_per_payload(self) -> np.ndarray:
         return np.bincount(self.row_payload, minlength=self.n_payloads).astype(np.int64)
@@ -1203,7 +1241,7 @@ class _CsvBlock:
         only works when every token is a JSON number (no empty value, nan, inf, leading
         "+" or "."), so None sends the caller to the token-by-token path.
         """
-        sel = _gather(self.buf, s, e, 44)
+        sel = _compress(self.buf, s, e, 44)
         if not _JSON_NUMBER_BYTES[sel].all():
             return None
         text = sel[:-1].tobytes()

@@ -137,7 +137,10 @@ class _TableChunk:
         cols: dict[str, np.ndarray] = {}
         row_ok = np.ones(len(linenos), dtype=bool)
         pairs = list(zip(self.schema.features, self.index, strict=True))
-        numeric = [(f, j) for f, j in pairs if not self.schema.is_categorical(f)]
+        # in file order: the numeric tokens are cut out of each row left to right
+        numeric = sorted(
+            ((f, j) for f, j in pairs if not self.schema.is_categorical(f)), key=lambda p: p[1]
+        )
         block = None
         if numeric:
             js = [j for _, j in numeric]
