@@ -291,15 +291,15 @@ def _cmd_drift(args: argparse.Namespace, out: TextIO) -> int:
 
     config = _drift_config(args)
     baseline = _load_baseline(args.baseline)
+    unknown = sorted(set(config.critical_features) - set(baseline.schema.features))
+    if unknown:  # checked before reading any data, which may take a while
+        where = "--critical" if args.critical else args.config
+        raise DriftloopError(
+            f"{where}: critical features not in the baseline {args.baseline}: {unknown}"
+        )
     files = _expand(args.current, TABLE_SUFFIXES | CAPTURE_SUFFIXES, "input")
     log = MalformedLog()
-    try:
-        result, current = check_sources(baseline, files, config, malformed=log)
-    except DriftloopError as exc:
-        message = str(exc)
-        if message.startswith("drift config:"):
-            raise DriftloopError(f"{args.config or '--critical'}: {message}") from exc
-        raise
+    result, current = check_sources(baseline, files, config, malformed=log)
     report = result.to_dict()
     report.update(
         {"malformed": log.to_dict(), "sources": list(args.current), "n_files": len(files)}
