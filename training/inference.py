@@ -213,13 +213,16 @@ def to_frame(data: Rows, model: Model) -> pd.DataFrame:
                 columns[name].append(_category(value, i, name))
             else:
                 columns[name].append(_number(value, i, name))
-    frame = pd.DataFrame(columns, columns=features)
+    arrays: dict[str, np.ndarray] = {}
     for name in features:
-        frame[name] = frame[name].astype(object if name in model.categorical else np.float64)
-    numeric = [f for f in features if f not in model.categorical]
-    if numeric and np.isinf(frame[numeric].to_numpy()).any():
-        raise InvalidInput("numeric features must be finite (got inf)")
-    return frame
+        if name in model.categorical:
+            arrays[name] = np.array(columns[name], dtype=object)
+        else:
+            arrays[name] = np.array(columns[name], dtype=np.float64)
+            if np.isinf(arrays[name]).any():
+                raise InvalidInput(f"{name!r} must be finite (got inf)")
+    # One construction from typed arrays: far cheaper than typing columns one by one.
+    return pd.DataFrame(arrays, columns=features, copy=False)
 
 
 def predict_fn(input_data: Rows, model: Model) -> Prediction:

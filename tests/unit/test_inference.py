@@ -176,7 +176,7 @@ def test_accept_any_or_absent_defaults_to_json_and_env_can_change_it(
             "application/json",
             "row 0: 'purpose' must be a string",
         ),
-        ("42,inf,10000,700,0.3,5,6,0,car,rent,north,salaried", "text/csv", "finite"),
+        ("42,inf,10000,700,0.3,5,6,0,car,rent,north,salaried", "text/csv", "finite (got inf)"),
         (b"\xff\xfe1,2", "text/csv", "not UTF-8"),
     ],
 )
