@@ -14,6 +14,7 @@ backend: InService on the new config (success) or InService on the old one (roll
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import tarfile
@@ -72,6 +73,7 @@ def labelled_csv(seed: int, n: int) -> bytes:
     return out.getvalue().encode()
 
 
+@functools.cache
 def small_archive() -> bytes:
     """A model.tar.gz holding just what the deploy step reads: baseline.json."""
     data = loan_baseline(seed=11).to_json()
@@ -119,19 +121,53 @@ def model_archive(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     return buf.getvalue()
 
 
-@pytest.fixture
-def world(aws: None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    s3 = boto3.client("s3")
-    for bucket in ("datasets", "artifacts", "capture", "truth"):
-        s3.create_bucket(Bucket=bucket)
+@functools.cache
+def seeded_objects() -> tuple[tuple[str, str, bytes], ...]:
+    """The initial training set, and the traffic and labels around the run (built once).
+
+    Traffic: 100 requests an hour from 08:00 to 12:00 (12:00 is still in progress at
+    12:30), one hour long ago (03:00, outside the 6-hour lookback); labels arrive an hour
+    later, except for the last 20 requests of 11:00.
+    """
+    out: list[tuple[str, str, bytes]] = []
     for split, (seed, n) in {
         "train": (1, 600),
         "validation": (2, 200),
         "holdout": (3, 200),
     }.items():
-        s3.put_object(
-            Bucket="datasets", Key=f"training/initial/{split}.csv", Body=labelled_csv(seed, n)
+        out.append(("datasets", f"training/initial/{split}.csv", labelled_csv(seed, n)))
+    for hour in (3, 8, 9, 10, 11, 12):
+        when = datetime(2026, 11, 1, hour, 10, tzinfo=UTC)
+        body, ids, scores = capture_lines(
+            np.random.default_rng(hour), 100, when, id_prefix=f"h{hour:02d}"
         )
+        out.append(
+            ("capture", f"capture/{ENDPOINT}/AllTraffic/{when:%Y/%m/%d/%H}/part.jsonl", body)
+        )
+        labelled = ids[:80] if hour == 11 else ids
+        truth = b"".join(
+            json.dumps(
+                {
+                    "groundTruthData": {"data": str(int(s > 0.5)), "encoding": "CSV"},
+                    "eventMetadata": {"eventId": rid},
+                    "eventVersion": "0",
+                }
+            ).encode()
+            + b"\n"
+            for rid, s in zip(labelled, scores, strict=False)
+        )
+        label_hour = when + timedelta(hours=1)
+        if label_hour <= RUN_AT:
+            key = f"ground-truth/{ENDPOINT}/{label_hour:%Y/%m/%d/%H}/labels.jsonl"
+            out.append(("truth", key, truth))
+    return tuple(out)
+
+
+@pytest.fixture
+def world(aws: None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    s3 = boto3.client("s3")
+    for bucket in ("datasets", "artifacts", "capture", "truth"):
+        s3.create_bucket(Bucket=bucket)
     champion_baseline = loan_baseline(seed=7).to_json()
     s3.put_object(Bucket="artifacts", Key="baselines/current/baseline.json", Body=champion_baseline)
     s3.put_object(Bucket="artifacts", Key="models/initial/model.tar.gz", Body=small_archive())
@@ -159,38 +195,8 @@ def world(aws: None, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     )
     sm.create_endpoint(EndpointName=ENDPOINT, EndpointConfigName="champion-config")
 
-    # Traffic: 100 requests an hour from 08:00 to 12:00 (12:00 is still in progress at
-    # 12:30), one hour long ago (03:00, outside the 6-hour lookback); labels arrive an
-    # hour later, except for the last 20 requests of 11:00.
-    for hour in (3, 8, 9, 10, 11, 12):
-        when = datetime(2026, 11, 1, hour, 10, tzinfo=UTC)
-        body, ids, scores = capture_lines(
-            np.random.default_rng(hour), 100, when, id_prefix=f"h{hour:02d}"
-        )
-        s3.put_object(
-            Bucket="capture",
-            Body=body,
-            Key=f"capture/{ENDPOINT}/AllTraffic/{when:%Y/%m/%d/%H}/part.jsonl",
-        )
-        labelled = ids[:80] if hour == 11 else ids
-        truth = b"".join(
-            json.dumps(
-                {
-                    "groundTruthData": {"data": str(int(s > 0.5)), "encoding": "CSV"},
-                    "eventMetadata": {"eventId": rid},
-                    "eventVersion": "0",
-                }
-            ).encode()
-            + b"\n"
-            for rid, s in zip(labelled, scores, strict=False)
-        )
-        label_hour = when + timedelta(hours=1)
-        if label_hour <= RUN_AT:
-            s3.put_object(
-                Bucket="truth",
-                Body=truth,
-                Key=f"ground-truth/{ENDPOINT}/{label_hour:%Y/%m/%d/%H}/labels.jsonl",
-            )
+    for bucket, key, body in seeded_objects():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
 
     env = {
         "ENDPOINT_NAME": ENDPOINT,
