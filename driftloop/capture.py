@@ -825,7 +825,7 @@ class _ChunkParser:
         cols: dict[str, np.ndarray] = {}
         row_ok = np.ones(len(g_payload), dtype=bool)
         num_j = [j for j in range(F) if not self.cat_mask[j]]
-        block = blk.numeric_block(starts[:, num_j], ends[:, num_j]) if num_j else None
+        block = blk.numeric_block(starts, ends, num_j) if num_j else None
         for j, fname in enumerate(self.schema.features):
             s, e = starts[:, j], ends[:, j]
             if self.cat_mask[j]:
@@ -909,7 +909,7 @@ class _ChunkParser:
         expected = scores.n_rows[t_arr]
         got = blk.rows_per_payload()
         firsts_s, firsts_e = blk.first_field()
-        block = blk.numeric_block(firsts_s[:, None], firsts_e[:, None])
+        block = blk.numeric_block(firsts_s[:, None], firsts_e[:, None], [0])
         if block is not None:
             vals, bad = block[:, 0], None
         else:
@@ -1233,14 +1233,25 @@ class _CsvBlock:
         mat[cols >= (e - s)[:, None]] = 0
         return mat.view(f"S{width}").reshape(len(s))
 
-    def numeric_block(self, s: np.ndarray, e: np.ndarray) -> np.ndarray | None:
-        """Values of the (rows, columns) tokens as a float64 matrix, or None if any is odd.
+    def numeric_block(
+        self, starts: np.ndarray, ends: np.ndarray, cols: list[int]
+    ) -> np.ndarray | None:
+        """Values of columns `cols` (ascending) of the (rows, fields) tokens, or None.
 
-        The tokens are cut out of the buffer with a byte mask and handed to orjson as
-        one JSON array: a C-speed, correctly rounded parse of every value at once. It
-        only works when every token is a JSON number (no empty value, nan, inf, leading
-        "+" or "."), so None sends the caller to the token-by-token path.
+        The tokens are cut out of the buffer with a byte mask (adjacent columns as one
+        range, commas included) and handed to orjson as one JSON array: a C-speed,
+        correctly rounded parse of every value at once. It only works when every token
+        is a JSON number (no empty value, nan, inf, leading "+" or "."), so None sends
+        the caller to the token-by-token path.
         """
+        runs: list[tuple[int, int]] = []
+        for j in cols:
+            if runs and runs[-1][1] == j - 1:
+                runs[-1] = (runs[-1][0], j)
+            else:
+                runs.append((j, j))
+        s = starts[:, [a for a, _ in runs]]
+        e = ends[:, [b for _, b in runs]]
         sel = _compress(self.buf, s, e, 44)
         if not _JSON_NUMBER_BYTES[sel].all():
             return None
@@ -1249,9 +1260,9 @@ class _CsvBlock:
             values = orjson.loads(b"[" + text + b"]")
         except orjson.JSONDecodeError:
             return None
-        if len(values) != s.size:
+        if len(values) != len(starts) * len(cols):
             return None
-        return np.array(values, dtype=np.float64).reshape(s.shape)
+        return np.array(values, dtype=np.float64).reshape(len(starts), len(cols))
 
     def numeric(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """float64 values and the mask of unparseable tokens (None when all parsed).

@@ -144,7 +144,7 @@ class _TableChunk:
         block = None
         if numeric:
             js = [j for _, j in numeric]
-            block = blk.numeric_block(starts[:, js], ends[:, js])
+            block = blk.numeric_block(starts, ends, js)
         position = {f: k for k, (f, _) in enumerate(numeric)}
         for fname, j in pairs:
             s, e = starts[:, j], ends[:, j]
