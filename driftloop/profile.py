@@ -227,10 +227,13 @@ def bin_index(x: FloatArray, edges: FloatArray) -> IntArray:
     steps = int((upper - start).max())
     if steps > 8:
         return np.searchsorted(edges, x, side="right")
-    lut = np.concatenate(([0], start)).astype(np.int64)
-    t = (x - lo) * scale
-    np.clip(t, -1.0, g - 1.0, out=t)
-    idx = lut[np.floor(t).astype(np.int64) + 1]
+    lut = np.concatenate(([0], start)).astype(np.intp)
+    # Cell c + 1 of the table for x in cell c; cell 0 for x below edges[0]. Truncation
+    # equals floor here because the clip leaves only non-negative values.
+    t = np.subtract(x, lo - width)
+    t *= scale
+    np.clip(t, 0.0, float(g), out=t)
+    idx = lut[t.astype(np.intp)]
     ext = np.concatenate((edges, [np.inf]))
     for _ in range(steps):
         idx += x >= ext[idx]
