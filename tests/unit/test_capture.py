@@ -7,11 +7,13 @@ import io
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import orjson
 import pytest
 
+import driftloop.capture as capture_module
 from driftloop.batch import FeatureBatch
 from driftloop.capture import (
     DROPPING_REASONS,
@@ -605,3 +607,48 @@ def test_reads_from_a_path(tmp_path: Path) -> None:
     batches = list(read_capture(p, schema=SCHEMA, malformed=log))
     assert [b.n_rows for b in batches] == [2]
     assert log.total == 0
+
+
+@pytest.mark.parametrize("with_output", [True, False])
+@pytest.mark.parametrize("with_inference_id", [True, False])
+def test_exact_layout_path_agrees_with_the_json_path(
+    with_output: bool, with_inference_id: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given lines exactly as SageMaker writes them (the byte-level path reads these)
+    lines = [
+        encode_capture_record(
+            input_data=f"{i * 1.5},{-i},{'abc'[i % 3] if i % 4 else ''}".encode(),
+            input_content_type="text/csv",
+            output_data=f"0.{i}".encode() if with_output else None,
+            output_content_type="text/csv",
+            event_id=f"ev-{i}",
+            inference_id=f"iid-{i}" if with_inference_id else None,
+            inference_time=T0 + timedelta(seconds=i),
+        )
+        for i in range(40)
+    ]
+    exact = b"".join(lines)
+    # and the same records with a space after each line's closing brace (valid JSON, other layout)
+    spaced = b"".join(line[:-1] + b" \n" for line in lines)
+    # When both are read (watching which path takes each block)
+    taken: list[bool] = []
+    original = capture_module._ChunkParser._extract_canonical
+
+    def spy(self: Any, *args: Any) -> bool:
+        taken.append(original(self, *args))
+        return taken[-1]
+
+    monkeypatch.setattr(capture_module._ChunkParser, "_extract_canonical", spy)
+    a, log_a = read_all(exact)
+    b, log_b = read_all(spaced)
+    assert taken == [True, False]
+    # Then they are identical, identities included
+    assert log_a.total == log_b.total == 0
+    assert_same(a, b)
+    assert a is not None and a.inference_ids is not None
+    assert a.inference_ids[3] == ("iid-3" if with_inference_id else None)
+    assert a.event_ids is not None and a.event_ids[39] == "ev-39"
+    assert a.columns["city"].tolist()[:5] == [None, "b", "c", "a", None]
+    assert str(a.inference_times[39]) == "2026-11-01T10:16:28"
+    if with_output:
+        assert a.predictions is not None and a.predictions[7] == 0.7
