@@ -92,6 +92,8 @@ def test_parse_args_defaults_match_the_demo_data(monkeypatch: pytest.MonkeyPatch
     args = train.parse_args([])
     assert args.validation is None and args.model_dir == Path("model")
     assert args.categorical == list(CATEGORICAL_FEATURES) and args.target == TARGET
+    assert args.features == list(FEATURES)
+    assert train.parse_args(["--features", "auto"]).features is None
     with pytest.raises(SystemExit):
         train.parse_args(["--early-stopping", "maybe"])
     with pytest.raises(SystemExit):
@@ -219,6 +221,22 @@ def test_missing_column_fails_naming_the_file_and_the_column(
     frame.to_csv(bad, index=False)
     err = _fail(["--train", str(bad), "--model-dir", str(tmp_path / "m")], capsys)
     assert f"{bad}: missing column 'region'" in err
+
+
+def test_missing_column_in_the_train_channel_is_caught_by_the_default_features(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.read_csv(data["train"]).drop(columns=["num_delinquencies"])
+    bad = tmp_path / "train.csv"
+    frame.to_csv(bad, index=False)
+    err = _fail(["--train", str(bad), "--model-dir", str(tmp_path / "m")], capsys)
+    assert f"{bad}: missing column 'num_delinquencies'" in err
+    # With --features auto the header decides, and the model learns without it
+    argv = ["--train", str(bad), "--features", "auto", "--model-dir", str(tmp_path / "m"),
+            "--output-data-dir", str(tmp_path / "o"), "--max-iter", "10"]  # fmt: skip
+    assert train.main(argv) == 0
+    schema = json.loads((tmp_path / "m" / "schema.json").read_text())
+    assert schema["features"] == [f for f in FEATURES if f != "num_delinquencies"]
 
 
 def test_bad_values_fail_naming_file_line_and_column(
