@@ -291,8 +291,13 @@ def _compare_numeric(
     dist_effect = False
     if nb > 0 and nc > 0:
         scale = b.std if b.std > 0 else 1.0
+        # Outer bins are closed by tail means only when both sides know them (a baseline
+        # imported from Model Monitor does not), so both are modelled the same way.
+        tb, tc = b.tail_means, c.tail_means
+        if tb is None or tc is None:
+            tb = tc = None
         res = stats.compare_binned(
-            b.counts, c.counts, b.edges, (b.min, b.max), (c.min, c.max), b.tail_means, c.tail_means
+            b.counts, c.counts, b.edges, (b.min, b.max), (c.min, c.max), tb, tc
         )
         shift = abs(c.mean - b.mean) / scale
         # W1 is never below the difference of the means, so the larger of the binned W1

@@ -89,13 +89,17 @@ class NumericProfile:
     min: float = float("nan")
     max: float = float("nan")
     integral: bool = True
-    tail_sums: tuple[float, float] = (0.0, 0.0)
+    #: Sums of the values in the lowest and highest bin; None when unknown (a baseline
+    #: imported from Model Monitor), and then W1 closes the outer bins with min / max.
+    tail_sums: tuple[float, float] | None = (0.0, 0.0)
 
     kind = "numeric"
 
     @property
-    def tail_means(self) -> tuple[float, float]:
+    def tail_means(self) -> tuple[float, float] | None:
         """Mean of the values in the lowest and in the highest bin (NaN when empty)."""
+        if self.tail_sums is None:
+            return None
         c0, c1 = int(self.counts[0]), int(self.counts[-1])
         return (
             self.tail_sums[0] / c0 if c0 else float("nan"),
@@ -147,8 +151,12 @@ class NumericProfile:
             max=float(np.fmax(self.max, other.max)),
             integral=self.integral and other.integral,
             tail_sums=(
-                self.tail_sums[0] + other.tail_sums[0],
-                self.tail_sums[1] + other.tail_sums[1],
+                None
+                if self.tail_sums is None or other.tail_sums is None
+                else (
+                    self.tail_sums[0] + other.tail_sums[0],
+                    self.tail_sums[1] + other.tail_sums[1],
+                )
             ),
         )
 
@@ -165,7 +173,7 @@ class NumericProfile:
             "min": _json_float(self.min),
             "max": _json_float(self.max),
             "integral": self.integral,
-            "tail_sums": list(self.tail_sums),
+            "tail_sums": list(self.tail_sums) if self.tail_sums is not None else None,
         }
 
     @classmethod
@@ -191,9 +199,9 @@ class NumericProfile:
         )
 
 
-def _tail_pair(raw: Any) -> tuple[float, float]:
+def _tail_pair(raw: Any) -> tuple[float, float] | None:
     if raw is None:
-        return (0.0, 0.0)
+        return None
     lo, hi = raw
     return (float(lo), float(hi))
 
@@ -997,6 +1005,7 @@ def _from_mm_numeric(name: str, stats: Mapping[str, Any]) -> NumericProfile:
         min=lo,
         max=hi,
         integral=False,
+        tail_sums=None,
     )
 
 

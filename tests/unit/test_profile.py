@@ -390,6 +390,14 @@ def test_model_monitor_statistics_round_trip(baseline: DatasetProfile) -> None:
     b = profile_batch(batch, back).features["score"]
     assert isinstance(a, NumericProfile) and isinstance(b, NumericProfile)
     assert np.array_equal(a.counts, b.counts)
+    # And a window from the same distribution does not drift against the imported baseline
+    from driftloop.drift import compare
+
+    assert b.tail_sums is not None and back.features["score"].tail_sums is None  # type: ignore[union-attr]
+    same = profile_batch(make_batch(np.random.default_rng(13), 5_000), back)
+    report = compare(back, same)
+    assert not report.dataset_drift
+    assert report.features["income"].score is not None and report.features["income"].score < 0.05
     # Without a schema, String features become categorical, in the document's order
     inferred = from_model_monitor_statistics(to_model_monitor_statistics(baseline))
     assert inferred.schema.features == SCHEMA.features
