@@ -7,8 +7,9 @@ every window size. The rule (documented with measured rates in docs/statistics.m
 * every feature gets an effect size (normalised Wasserstein for numeric features, Jensen-
   Shannon distance and the share of unseen categories for categorical ones, the change of
   the missing rate for both) and a p-value from TWO-sample tests (binned KS, binned chi-
-  square and a Welch test on the means for numeric features, chi-square for categorical
-  ones, a two-proportion test for the missing rate), combined per feature by Bonferroni;
+  square and a Welch test on the means for numeric features, chi-square and an exact test
+  of the unseen share for categorical ones, a two-proportion test for the missing rate),
+  combined per feature by Bonferroni;
 * p-values are adjusted by Benjamini-Hochberg across the features;
 * a feature drifts when an effect passes its threshold AND its adjusted p-value is at most
   `fdr`: a large window cannot flag a trivial difference, a small window cannot flag noise;
