@@ -66,7 +66,10 @@ def _safe_extract(tar_path: Path, dest: Path) -> None:
             target = (dest / member.name).resolve()
             if not target.is_relative_to(dest.resolve()) or member.issym() or member.islnk():
                 raise EvaluationError(f"{tar_path}: unsafe member {member.name!r}")
-        tar.extractall(dest)  # noqa: S202 (members checked above)
+        if hasattr(tarfile, "data_filter"):  # Python 3.11.4+: also drops special files
+            tar.extractall(dest, filter="data")
+        else:  # members checked above
+            tar.extractall(dest)
 
 
 def _model_dir(source: Path, scratch: Path) -> Path | None:
