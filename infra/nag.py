@@ -21,7 +21,8 @@ GRANT_ACTIONS = {
     "s3:GetBucket*": "CDK grant_read on one driftloop bucket: bucket location/versioning lookups",
     "s3:List*": "CDK grant_read on one driftloop bucket: listing the objects the role may read",
     "s3:Abort*": "CDK grant_put: aborting the role's own multipart uploads to one bucket",
-    "s3:DeleteObject*": "CDK grant_read_write on one driftloop bucket (rewrites reports/artifacts)",
+    "s3:DeleteObject*": "CDK grant_write on one bucket prefix (the training-job integration "
+    "grants write on its output prefix, models/)",
     "kms:GenerateDataKey*": "CDK key grant on the one driftloop key: writing encrypted objects",
     "kms:ReEncrypt*": "CDK key grant on the one driftloop key: S3 re-encrypts on copy",
 }

@@ -22,6 +22,7 @@ from constructs import Construct
 from infra import nag
 from infra.config import DriftloopConfig
 from infra.constructs.alerts import Alerts
+from infra.constructs.dashboard import LoopDashboard
 from infra.constructs.endpoint import ModelEndpoint, endpoint_name_for
 from infra.constructs.functions import (
     METRICS_NAMESPACE,
@@ -30,9 +31,10 @@ from infra.constructs.functions import (
     ScheduledCheck,
     bundle_code,
 )
+from infra.constructs.retraining import RetrainTrigger, RetrainWorkflow
 from infra.constructs.storage import CAPTURE_PREFIX, GROUND_TRUTH_PREFIX, DataStore, StateTable
 from infra.images import sklearn_image
-from infra.lambda_bundle import build_lambda_bundle
+from infra.lambda_bundle import build_lambda_bundle, build_sourcedir, script_asset_file
 
 BASELINE_KEY = "baselines/current/baseline.json"
 
@@ -221,10 +223,11 @@ class MonitoringStack(cdk.Stack):
         config: DriftloopConfig,
         stateful: StatefulStack,
         model: ModelStack,
-        code: lambda_.Code,
+        bundle: str,
         **kwargs: Any,
     ) -> None:
         super().__init__(scope, id_, **kwargs)
+        code = bundle_code(bundle)  # one Code object per stack (the asset binds to it)
         self.add_stack_dependency(stateful)
         data, serving = SharedData.imported(self, stateful.prefix), model.serving
         table = data.table
@@ -410,6 +413,223 @@ class MonitoringStack(cdk.Stack):
         return alarms
 
 
+class RetrainingStack(cdk.Stack):
+    """The retraining workflow, its trigger, the model registry and their alarms."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        config: DriftloopConfig,
+        stateful: StatefulStack,
+        model: ModelStack,
+        monitoring: MonitoringStack,
+        bundle: str,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        code = bundle_code(bundle)  # one Code object per stack (the asset binds to it)
+        self.add_stack_dependency(stateful)
+        data, serving, alerts = SharedData.imported(self, stateful.prefix), model.serving, monitoring.alerts
+        version = config.sklearn_version
+        self.workflow = RetrainWorkflow(
+            self,
+            "Workflow",
+            code=code,
+            sourcedir_path=str(build_sourcedir()),
+            evaluate_path=str(script_asset_file("evaluate.py")),
+            datasets=data.datasets,
+            artifacts=data.artifacts,
+            capture=data.capture,
+            ground_truth=data.ground_truth,
+            key=data.key,
+            topic=alerts.topic,
+            bus=alerts.bus,
+            endpoint_name=serving.endpoint_name,
+            model_role=serving.role,
+            training_image=sklearn_image(self, version=version, image_scope="training"),
+            inference_image=sklearn_image(self, version=version, image_scope="inference"),
+            deployment_config=serving.deployment_config,
+            capture_config=serving.capture_config,
+            instance_type=config.instance_type,
+            instance_count=config.instance_count,
+            lookback_hours=config.lookback_hours,
+            gate_metric=config.gate_metric,
+            min_improvement=config.min_improvement,
+            train_instance_type=config.train_instance_type,
+            train_volume_gb=config.train_volume_gb,
+            train_max_runtime_minutes=config.train_max_runtime_minutes,
+            evaluate_instance_type=config.evaluate_instance_type,
+            workflow_timeout_hours=config.workflow_timeout_hours,
+            log_level=config.log_level,
+            baseline_key=BASELINE_KEY,
+        )
+        self.trigger = RetrainTrigger(
+            self,
+            "Trigger",
+            code=code,
+            bus=alerts.bus,
+            state_machine=self.workflow.state_machine,
+            table_name=data.table_name,
+            endpoint_name=serving.endpoint_name,
+            cooldown_minutes=config.cooldown_minutes,
+            schedule=config.retrain_schedule,
+            log_level=config.log_level,
+        )
+        data.table.grant_read_write_data(self.trigger.function)
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+        for id_alarm, (description, metric) in self.workflow.alarms().items():
+            self.alarms[id_alarm] = alerts.notify(
+                cloudwatch.Alarm(
+                    self,
+                    f"{id_alarm}Alarm",
+                    alarm_description=description,
+                    metric=metric,
+                    threshold=1,
+                    evaluation_periods=1,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                )
+            )
+        self.alarms["TriggerErrors"] = alerts.notify(
+            cloudwatch.Alarm(
+                self,
+                "TriggerErrorsAlarm",
+                alarm_description="driftloop: the retrain-trigger Lambda failed",
+                metric=self.trigger.function.metric_errors(period=cdk.Duration.minutes(5)),
+                threshold=1,
+                evaluation_periods=1,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+        )
+        _output(self, "StateMachineArn", self.workflow.state_machine.state_machine_arn,
+                "the retraining state machine")
+        _output(self, "TriggerFunctionName", self.trigger.function.function_name,
+                "the retrain-trigger Lambda")
+        _output(self, "ModelPackageGroupName", self.workflow.model_package_group_name,
+                "the model registry group")
+        nag_retraining(self, stateful.prefix)
+
+
+def nag_retraining(stack: RetrainingStack, prefix: str) -> None:
+    workflow, trigger = stack.workflow, stack.trigger
+    grant_actions = ["s3:GetObject*", "s3:GetBucket*", "s3:List*", "kms:GenerateDataKey*",
+                     "kms:ReEncrypt*"]
+    for name, fn in workflow.steps.items():
+        nag.ack_lambda(fn)
+        nag.ack_actions(fn.role, [a for a in [*grant_actions, "s3:Abort*", "s3:DeleteObject*"]
+                                  if a in nag.GRANT_ACTIONS])
+    nag.ack_lambda(trigger.handler)
+    steps = workflow.steps
+    datasets = export_name(prefix, "DatasetsBucketArn")
+    artifacts = export_name(prefix, "ArtifactsBucketArn")
+    nag.ack_objects(steps["PrepareData"].role, datasets, "training/",
+                    "prepare_data reads the current training set and writes training/{snapshot}/")
+    nag.ack_objects(steps["PrepareData"].role, export_name(prefix, "CaptureBucketArn"), "capture/",
+                    "prepare_data joins the captured requests of the lookback with their labels")
+    nag.ack_objects(steps["PrepareData"].role, export_name(prefix, "GroundTruthBucketArn"),
+                    "ground-truth/", "prepare_data reads the labels of the lookback")
+    for step in ("PrepareData", "CheckDeployment"):
+        nag.ack_objects(steps[step].role, artifacts, "baselines/",
+                        "reads the serving baseline and the staged baselines/{model}/baseline.json")
+    nag.ack_objects(steps["DeployModel"].role, artifacts, "baselines/",
+                    "deploy_model stages the challenger's baselines/{model}/baseline.json")
+    nag.ack_objects(steps["DeployModel"].role, artifacts, "models/",
+                    "deploy_model reads baseline.json out of models/{training job}/output/model.tar.gz")
+    nag.ack_objects(steps["ReadEvaluation"].role, artifacts, "evaluations/",
+                    "read_evaluation reads evaluations/{run_id}/evaluation.json")
+    sagemaker_arn = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
+    endpoint = workflow.endpoint_name
+    nag.ack(steps["PrepareData"].role,
+            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:endpoint-config/*]",
+            "the champion's endpoint config has a CloudFormation- or workflow-generated name")
+    nag.ack(steps["PrepareData"].role, f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model/*]",
+            "the champion model has a CloudFormation- or workflow-generated name")
+    for step, kinds in (("DeployModel", ("model", "endpoint-config")),
+                        ("RegisterModel", ("training-job",))):
+        for kind in kinds:
+            nag.ack(steps[step].role,
+                    f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:{kind}/{endpoint}-*]",
+                    f"the workflow names every {kind} it creates {endpoint}-<kind>-<time>-<run>")
+    group = workflow.model_package_group_name
+    nag.ack(steps["RegisterModel"].role,
+            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model-package/{group}/*]",
+            "each run adds one version to the driftloop model package group")
+    # The SageMaker job role
+    role = workflow.job_role
+    nag.ack_actions(role, ["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
+                           "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*"])
+    nag.ack_objects(role, datasets, "training/", "the training job reads the snapshot's channels")
+    nag.ack_objects(role, artifacts, "models/",
+                    "training writes models/{job}/output/; evaluation reads champion and challenger")
+    nag.ack_objects(role, artifacts, "evaluations/", "the evaluation job writes evaluation.json")
+    nag.ack(role, "AwsSolutions-IAM5[Resource::*]",
+            "cloudwatch:PutMetricData has no resource-level permissions; conditioned on the "
+            "/aws/sagemaker/* namespaces")
+    for kind in ("Training", "Processing"):
+        nag.ack(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+                f"<AWS::AccountId>:log-group:/aws/sagemaker/{kind}Jobs:*]",
+                f"SageMaker writes job logs to /aws/sagemaker/{kind}Jobs/<job name>")
+    nag.ack(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-"
+            "<AWS::AccountId>-<AWS::Region>/*]",
+            "CDK asset grant: the jobs download sourcedir.tar.gz and evaluate.py from the "
+            "bootstrap asset bucket")
+    # The state machine role (generated by the CDK's task integrations)
+    machine_role = workflow.state_machine.role
+    nag.ack(machine_role, "AwsSolutions-IAM5[Resource::*]",
+            "X-Ray tracing and CloudWatch Logs delivery (logs:CreateLogDelivery and friends) "
+            "support no resource-level permissions")
+    nag.ack(machine_role,
+            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:processing-job/{endpoint}-*]",
+            "the workflow names every processing job it starts {endpoint}-eval-<time>-<run>")
+    nag.ack(machine_role, f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:training-job/*]",
+            "generated by the CDK's .sync training-job integration (describe/stop the job it "
+            "started, whose name comes from the state document)")
+    nag.ack_actions(machine_role, ["kms:GenerateDataKey*"])
+    nag.ack(trigger.dead_letter_queue, "AwsSolutions-SQS3",
+            "this queue is itself the dead-letter queue of the retrain-trigger rule targets")
+    nag.ack_actions(trigger.handler.role, ["kms:GenerateDataKey*", "kms:ReEncrypt*"])
+    for name, fn in workflow.steps.items():
+        logical = stack.get_logical_id(fn.function.node.default_child)  # type: ignore[arg-type]
+        nag.ack(machine_role, f"AwsSolutions-IAM5[Resource::<{logical}.Arn>:*]",
+                f"generated by the CDK's LambdaInvoke for {name}: the function and its "
+                "versions/aliases (function ARN + ':*')")
+
+
+class DashboardStack(cdk.Stack):
+    """The CloudWatch dashboard over every other stack (last, so it can see them all)."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        id_: str,
+        *,
+        model: ModelStack,
+        monitoring: MonitoringStack,
+        retraining: RetrainingStack,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(scope, id_, **kwargs)
+        functions: dict[str, lambda_.IFunction] = {
+            "drift-check": monitoring.drift_check.function,
+            "quality-check": monitoring.quality_check.function,
+            "retrain-trigger": retraining.trigger.function,
+        }
+        for name, step in retraining.workflow.steps.items():
+            functions[name] = step.function
+        self.view = LoopDashboard(
+            self,
+            "Loop",
+            endpoint_name=model.serving.endpoint_name,
+            variant_name=model.serving.variant_name,
+            functions=functions,
+            state_machine=retraining.workflow.state_machine,
+        )
+        _output(self, "DashboardName", self.view.dashboard.dashboard_name, "the dashboard")
+
+
 def stack_env(config: DriftloopConfig) -> cdk.Environment | None:
     if config.env_agnostic:
         return None
@@ -420,7 +640,7 @@ def build_app(app: cdk.App, config: DriftloopConfig) -> dict[str, cdk.Stack]:
     """Create every driftloop stack in `app` (also used by the tests)."""
     env = stack_env(config)
     prefix = config.stack_prefix
-    code = bundle_code(str(build_lambda_bundle()))
+    bundle = str(build_lambda_bundle())
     stateful = StatefulStack(
         app,
         f"{prefix}Stateful",
@@ -442,14 +662,25 @@ def build_app(app: cdk.App, config: DriftloopConfig) -> dict[str, cdk.Stack]:
         config=config,
         stateful=stateful,
         model=model,
-        code=code,
+        bundle=bundle,
         env=env,
         description="driftloop: scheduled drift and quality checks, alarms",
+    )
+    retraining = RetrainingStack(
+        app, f"{prefix}Retraining", config=config, stateful=stateful, model=model,
+        monitoring=monitoring, bundle=bundle, env=env,
+        description="driftloop: retraining workflow, trigger and model registry",
+    )
+    dashboard = DashboardStack(
+        app, f"{prefix}Dashboard", model=model, monitoring=monitoring, retraining=retraining,
+        env=env, description="driftloop: the CloudWatch dashboard",
     )
     stacks: dict[str, cdk.Stack] = {
         "stateful": stateful,
         "model": model,
         "monitoring": monitoring,
+        "retraining": retraining,
+        "dashboard": dashboard,
     }
     for stack in stacks.values():
         cdk.Tags.of(stack).add("project", "driftloop")
