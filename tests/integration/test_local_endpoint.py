@@ -30,6 +30,9 @@ from driftloop.schema import Schema
 from training import train
 from training.datagen import FEATURES, schema_dict, training_set
 
+# One worker runs this module, so its module-scoped model is built once.
+pytestmark = pytest.mark.xdist_group("local-endpoint")
+
 SCHEMA = Schema.from_dict(schema_dict())
 CAPTURE = {
     "EnableCapture": True,

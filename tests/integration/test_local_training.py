@@ -16,6 +16,9 @@ from driftloop.errors import DriftloopError
 from driftloop.local import training as local
 from training.datagen import FEATURES, TARGET, write_dataset
 
+# One worker runs this module, so its module-scoped model is built once.
+pytestmark = pytest.mark.xdist_group("local-training")
+
 AUC_FLOOR = 0.76
 ONE_THREAD = {"OMP_NUM_THREADS": "1"}  # small fits; two test workers share two cores
 FAST = {"max-iter": 60, "learning-rate": 0.15, "early-stopping": False, "seed": 4}

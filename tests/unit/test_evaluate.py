@@ -16,6 +16,9 @@ from threadpoolctl import threadpool_limits
 from training import evaluate, train
 from training.datagen import TARGET, write_dataset
 
+# One worker runs this module, so its module-scoped model is built once.
+pytestmark = pytest.mark.xdist_group("ml-evaluate")
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_openmp_thread() -> Iterator[None]:

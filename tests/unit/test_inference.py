@@ -16,6 +16,9 @@ from training import inference, train
 from training.datagen import CATEGORICAL_FEATURES, FEATURES, TARGET, schema_dict, training_set
 from training.inference import InvalidInput, UnsupportedAccept, UnsupportedContentType
 
+# One worker runs this module, so its module-scoped model is built once.
+pytestmark = pytest.mark.xdist_group("ml-inference")
+
 
 @pytest.fixture(autouse=True, scope="module")
 def _one_openmp_thread() -> Iterator[None]:

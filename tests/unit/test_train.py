@@ -17,6 +17,9 @@ from driftloop.profile import DatasetProfile, NumericProfile
 from training import inference, train
 from training.datagen import CATEGORICAL_FEATURES, FEATURES, TARGET, write_dataset
 
+# One worker runs this module, so its module-scoped model is built once.
+pytestmark = pytest.mark.xdist_group("ml-train")
+
 # Measured on 2100 training rows of training.datagen data: holdout AUC 0.79-0.81 across seeds.
 AUC_FLOOR = 0.76
 METRIC_LINE = re.compile(r"^validation:auc=([0-9.]+);$", re.MULTILINE)
