@@ -27,6 +27,9 @@ from driftloop import FeatureBatch, Schema
 from driftloop.drift import DriftConfig, compare
 from driftloop.profile import DatasetProfile, build_baseline, profile_batch
 
+# One simulation serves every test of this module: keep them on one xdist worker.
+pytestmark = pytest.mark.xdist_group("statistical-quality")
+
 N_BASELINE = 100_000
 N_WINDOWS = 200
 SIZES = (1_000, 10_000, 100_000)
