@@ -43,7 +43,7 @@ DEFAULT_ACCEPT_ENV = "SAGEMAKER_DEFAULT_INVOCATIONS_ACCEPT"
 MISSING_TEXT = frozenset({"", "nan", "NaN", "null", "None"})
 
 
-class InvalidInput(ValueError):  # noqa: N818 (the container's vocabulary: a 4xx-style input error)
+class InvalidInput(ValueError):
     """The payload cannot be read as rows of this model's features (HTTP 400 locally)."""
 
 

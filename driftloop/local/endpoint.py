@@ -40,7 +40,7 @@ import uuid
 from collections import Counter
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -274,7 +274,7 @@ class CaptureWriter:
                 key = capture_key(self.prefix, self.endpoint_name, variant, hour, name)
                 try:
                     self._s3.put_object(Bucket=self.bucket, Key=key, Body=b"".join(lines))
-                except Exception as exc:  # noqa: BLE001 - any upload failure: keep the lines
+                except Exception as exc:  # any upload failure: keep the lines
                     self.upload_errors += 1
                     log.warning("capture upload to s3://%s/%s failed: %s", self.bucket, key, exc)
                     with self._lock:
@@ -306,7 +306,7 @@ class EndpointStats:
 
     requests: int = 0
     invocations: int = 0  # successful
-    errors: Counter[int] | None = None
+    errors: Counter[int] = field(default_factory=Counter)  # by HTTP status
     sampled: int = 0  # successful invocations chosen for capture
 
 
@@ -326,28 +326,32 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.0"
     error_content_type = "text/plain"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # the stdlib's signature
         log.debug("%s %s", self.address_string(), format % args)
 
     def _send(
-        self, status: int, body: bytes, content_type: str, headers: Mapping[str, str] = {}
-    ) -> None:  # noqa: B006
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        for name, value in headers.items():
+        for name, value in (headers or {}).items():
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server naming
+    def do_GET(self) -> None:  # http.server's naming
         if self.path.split("?", 1)[0] == "/ping":
             ok = self.server.endpoint.healthy
             self._send(200 if ok else 503, b"" if ok else b"no model", "text/plain")
         else:
             self._send(404, b"not found", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802 - http.server naming
+    def do_POST(self) -> None:  # http.server's naming
         path = self.path.split("?", 1)[0]
         endpoint = self.server.endpoint
         runtime_api = False
@@ -400,9 +404,9 @@ class _Handler(BaseHTTPRequestHandler):
         status: int,
         code: str,
         message: str,
-        extra: Mapping[str, Any] = {},  # noqa: B006
+        extra: Mapping[str, Any] | None = None,
     ) -> None:
-        body = json.dumps({"__type": code, "message": message, **extra}).encode()
+        body = json.dumps({"__type": code, "message": message, **(extra or {})}).encode()
         self._send(status, body, "application/x-amz-json-1.1", {"x-amzn-ErrorType": code})
 
 
@@ -448,7 +452,7 @@ class LocalEndpoint:
         self._executor: ThreadPoolExecutor | None = None
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._stats = EndpointStats(errors=Counter())
+        self._stats = EndpointStats()
         self._scratch = Path(tempfile.mkdtemp(prefix="driftloop-endpoint-"))
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -584,7 +588,7 @@ class LocalEndpoint:
             return {
                 "requests": s.requests,
                 "invocations": s.invocations,
-                "errors": dict(s.errors or {}),
+                "errors": dict(s.errors),
                 "sampled": s.sampled,
                 "capture_records_written": self.writer.records_written if self.writer else 0,
                 "capture_files": list(self.writer.keys) if self.writer else [],
@@ -605,7 +609,6 @@ class LocalEndpoint:
         status, payload, out_type = self._call(model, body, content_type, accept)
         if status != 200:
             with self._lock:
-                assert self._stats.errors is not None
                 self._stats.errors[status] += 1
             return status, payload, out_type, {}
         event_id = str(uuid.uuid4())
@@ -648,7 +651,7 @@ class LocalEndpoint:
                 ).result()
             else:  # not started: run in the caller's thread (direct use of invoke())
                 payload, out_type = model.invoke(body, content_type, accept)
-        except Exception as exc:  # noqa: BLE001 - every hook failure becomes an HTTP status
+        except Exception as exc:  # every hook failure: an HTTP status
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if unsupported_type is not None and isinstance(exc, unsupported_type):
                 return 415, message.encode(), "text/plain"
