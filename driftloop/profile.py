@@ -666,8 +666,12 @@ def profile_batches(
 
 
 def empty_profile(reference: DatasetProfile) -> DatasetProfile:
-    """The profile of zero rows on `reference` (the identity of `merge`)."""
-    return profile_batch(FeatureBatch(columns={}, n_rows=0, predictions=np.zeros(0)), reference)
+    """The profile of zero rows on `reference` (the identity of `merge`).
+
+    It carries no predictions profile: a window whose batches never carry model output
+    (capture of inputs only) then reports no prediction drift rather than an empty one.
+    """
+    return profile_batch(FeatureBatch(columns={}, n_rows=0), reference)
 
 
 # --------------------------------------------------------------------------- baselines

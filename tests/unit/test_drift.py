@@ -182,6 +182,7 @@ def test_insufficient_and_empty_windows_never_drift(baseline: DatasetProfile) ->
     # Given an empty window
     empty = compare(baseline, empty_profile(baseline))
     assert (empty.status, empty.dataset_drift, empty.n_rows) == ("insufficient_data", False, 0)
+    assert empty.prediction_drift is None
     d = empty.to_dict()
     assert d["features"]["a"]["score"] is None and d["features"]["a"]["n"] == 0
     orjson.dumps(d)
