@@ -431,7 +431,11 @@ class RetrainingStack(cdk.Stack):
         super().__init__(scope, id_, **kwargs)
         code = bundle_code(bundle)  # one Code object per stack (the asset binds to it)
         self.add_stack_dependency(stateful)
-        data, serving, alerts = SharedData.imported(self, stateful.prefix), model.serving, monitoring.alerts
+        data, serving, alerts = (
+            SharedData.imported(self, stateful.prefix),
+            model.serving,
+            monitoring.alerts,
+        )
         version = config.sklearn_version
         self.workflow = RetrainWorkflow(
             self,
@@ -504,98 +508,198 @@ class RetrainingStack(cdk.Stack):
                 treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
             )
         )
-        _output(self, "StateMachineArn", self.workflow.state_machine.state_machine_arn,
-                "the retraining state machine")
-        _output(self, "TriggerFunctionName", self.trigger.function.function_name,
-                "the retrain-trigger Lambda")
-        _output(self, "ModelPackageGroupName", self.workflow.model_package_group_name,
-                "the model registry group")
+        _output(
+            self,
+            "StateMachineArn",
+            self.workflow.state_machine.state_machine_arn,
+            "the retraining state machine",
+        )
+        _output(
+            self,
+            "TriggerFunctionName",
+            self.trigger.function.function_name,
+            "the retrain-trigger Lambda",
+        )
+        _output(
+            self,
+            "ModelPackageGroupName",
+            self.workflow.model_package_group_name,
+            "the model registry group",
+        )
         nag_retraining(self, stateful.prefix)
 
 
 def nag_retraining(stack: RetrainingStack, prefix: str) -> None:
     workflow, trigger = stack.workflow, stack.trigger
-    grant_actions = ["s3:GetObject*", "s3:GetBucket*", "s3:List*", "kms:GenerateDataKey*",
-                     "kms:ReEncrypt*"]
-    for name, fn in workflow.steps.items():
+    grant_actions = [
+        "s3:GetObject*",
+        "s3:GetBucket*",
+        "s3:List*",
+        "kms:GenerateDataKey*",
+        "kms:ReEncrypt*",
+    ]
+    for fn in workflow.steps.values():
         nag.ack_lambda(fn)
-        nag.ack_actions(fn.role, [a for a in [*grant_actions, "s3:Abort*", "s3:DeleteObject*"]
-                                  if a in nag.GRANT_ACTIONS])
+        nag.ack_actions(
+            fn.role,
+            [
+                a
+                for a in [*grant_actions, "s3:Abort*", "s3:DeleteObject*"]
+                if a in nag.GRANT_ACTIONS
+            ],
+        )
     nag.ack_lambda(trigger.handler)
     steps = workflow.steps
     datasets = export_name(prefix, "DatasetsBucketArn")
     artifacts = export_name(prefix, "ArtifactsBucketArn")
-    nag.ack_objects(steps["PrepareData"].role, datasets, "training/",
-                    "prepare_data reads the current training set and writes training/{snapshot}/")
-    nag.ack_objects(steps["PrepareData"].role, export_name(prefix, "CaptureBucketArn"), "capture/",
-                    "prepare_data joins the captured requests of the lookback with their labels")
-    nag.ack_objects(steps["PrepareData"].role, export_name(prefix, "GroundTruthBucketArn"),
-                    "ground-truth/", "prepare_data reads the labels of the lookback")
+    nag.ack_objects(
+        steps["PrepareData"].role,
+        datasets,
+        "training/",
+        "prepare_data reads the current training set and writes training/{snapshot}/",
+    )
+    nag.ack_objects(
+        steps["PrepareData"].role,
+        export_name(prefix, "CaptureBucketArn"),
+        "capture/",
+        "prepare_data joins the captured requests of the lookback with their labels",
+    )
+    nag.ack_objects(
+        steps["PrepareData"].role,
+        export_name(prefix, "GroundTruthBucketArn"),
+        "ground-truth/",
+        "prepare_data reads the labels of the lookback",
+    )
     for step in ("PrepareData", "CheckDeployment"):
-        nag.ack_objects(steps[step].role, artifacts, "baselines/",
-                        "reads the serving baseline and the staged baselines/{model}/baseline.json")
-    nag.ack_objects(steps["DeployModel"].role, artifacts, "baselines/",
-                    "deploy_model stages the challenger's baselines/{model}/baseline.json")
-    nag.ack_objects(steps["DeployModel"].role, artifacts, "models/",
-                    "deploy_model reads baseline.json out of models/{training job}/output/model.tar.gz")
-    nag.ack_objects(steps["ReadEvaluation"].role, artifacts, "evaluations/",
-                    "read_evaluation reads evaluations/{run_id}/evaluation.json")
+        nag.ack_objects(
+            steps[step].role,
+            artifacts,
+            "baselines/",
+            "reads the serving baseline and the staged baselines/{model}/baseline.json",
+        )
+    nag.ack_objects(
+        steps["DeployModel"].role,
+        artifacts,
+        "baselines/",
+        "deploy_model stages the challenger's baselines/{model}/baseline.json",
+    )
+    nag.ack_objects(
+        steps["DeployModel"].role,
+        artifacts,
+        "models/",
+        "deploy_model reads baseline.json out of models/{training job}/output/model.tar.gz",
+    )
+    nag.ack_objects(
+        steps["ReadEvaluation"].role,
+        artifacts,
+        "evaluations/",
+        "read_evaluation reads evaluations/{run_id}/evaluation.json",
+    )
     sagemaker_arn = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
     endpoint = workflow.endpoint_name
-    nag.ack(steps["PrepareData"].role,
-            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:endpoint-config/*]",
-            "the champion's endpoint config has a CloudFormation- or workflow-generated name")
-    nag.ack(steps["PrepareData"].role, f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model/*]",
-            "the champion model has a CloudFormation- or workflow-generated name")
-    for step, kinds in (("DeployModel", ("model", "endpoint-config")),
-                        ("RegisterModel", ("training-job",))):
+    nag.ack(
+        steps["PrepareData"].role,
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:endpoint-config/*]",
+        "the champion's endpoint config has a CloudFormation- or workflow-generated name",
+    )
+    nag.ack(
+        steps["PrepareData"].role,
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model/*]",
+        "the champion model has a CloudFormation- or workflow-generated name",
+    )
+    for step, kinds in (
+        ("DeployModel", ("model", "endpoint-config")),
+        ("RegisterModel", ("training-job",)),
+    ):
         for kind in kinds:
-            nag.ack(steps[step].role,
-                    f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:{kind}/{endpoint}-*]",
-                    f"the workflow names every {kind} it creates {endpoint}-<kind>-<time>-<run>")
+            nag.ack(
+                steps[step].role,
+                f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:{kind}/{endpoint}-*]",
+                f"the workflow names every {kind} it creates {endpoint}-<kind>-<time>-<run>",
+            )
     group = workflow.model_package_group_name
-    nag.ack(steps["RegisterModel"].role,
-            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model-package/{group}/*]",
-            "each run adds one version to the driftloop model package group")
+    nag.ack(
+        steps["RegisterModel"].role,
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:model-package/{group}/*]",
+        "each run adds one version to the driftloop model package group",
+    )
     # The SageMaker job role
     role = workflow.job_role
-    nag.ack_actions(role, ["s3:GetObject*", "s3:GetBucket*", "s3:List*", "s3:Abort*",
-                           "s3:DeleteObject*", "kms:GenerateDataKey*", "kms:ReEncrypt*"])
+    nag.ack_actions(
+        role,
+        [
+            "s3:GetObject*",
+            "s3:GetBucket*",
+            "s3:List*",
+            "s3:Abort*",
+            "s3:DeleteObject*",
+            "kms:GenerateDataKey*",
+            "kms:ReEncrypt*",
+        ],
+    )
     nag.ack_objects(role, datasets, "training/", "the training job reads the snapshot's channels")
-    nag.ack_objects(role, artifacts, "models/",
-                    "training writes models/{job}/output/; evaluation reads champion and challenger")
+    nag.ack_objects(
+        role,
+        artifacts,
+        "models/",
+        "training writes models/{job}/output/; evaluation reads champion and challenger",
+    )
     nag.ack_objects(role, artifacts, "evaluations/", "the evaluation job writes evaluation.json")
-    nag.ack(role, "AwsSolutions-IAM5[Resource::*]",
-            "cloudwatch:PutMetricData has no resource-level permissions; conditioned on the "
-            "/aws/sagemaker/* namespaces")
+    nag.ack(
+        role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "cloudwatch:PutMetricData has no resource-level permissions; conditioned on the "
+        "/aws/sagemaker/* namespaces",
+    )
     for kind in ("Training", "Processing"):
-        nag.ack(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
-                f"<AWS::AccountId>:log-group:/aws/sagemaker/{kind}Jobs:*]",
-                f"SageMaker writes job logs to /aws/sagemaker/{kind}Jobs/<job name>")
-    nag.ack(role, "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-"
-            "<AWS::AccountId>-<AWS::Region>/*]",
-            "CDK asset grant: the jobs download sourcedir.tar.gz and evaluate.py from the "
-            "bootstrap asset bucket")
+        nag.ack(
+            role,
+            "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:logs:<AWS::Region>:"
+            f"<AWS::AccountId>:log-group:/aws/sagemaker/{kind}Jobs:*]",
+            f"SageMaker writes job logs to /aws/sagemaker/{kind}Jobs/<job name>",
+        )
+    nag.ack(
+        role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:s3:::cdk-hnb659fds-assets-"
+        "<AWS::AccountId>-<AWS::Region>/*]",
+        "CDK asset grant: the jobs download sourcedir.tar.gz and evaluate.py from the "
+        "bootstrap asset bucket",
+    )
     # The state machine role (generated by the CDK's task integrations)
     machine_role = workflow.state_machine.role
-    nag.ack(machine_role, "AwsSolutions-IAM5[Resource::*]",
-            "X-Ray tracing and CloudWatch Logs delivery (logs:CreateLogDelivery and friends) "
-            "support no resource-level permissions")
-    nag.ack(machine_role,
-            f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:processing-job/{endpoint}-*]",
-            "the workflow names every processing job it starts {endpoint}-eval-<time>-<run>")
-    nag.ack(machine_role, f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:training-job/*]",
-            "generated by the CDK's .sync training-job integration (describe/stop the job it "
-            "started, whose name comes from the state document)")
+    nag.ack(
+        machine_role,
+        "AwsSolutions-IAM5[Resource::*]",
+        "X-Ray tracing and CloudWatch Logs delivery (logs:*LogDelivery*, PutResourcePolicy) "
+        "support no resource-level permissions; sagemaker:ListTags on * is added by the CDK's "
+        "training-job integration",
+    )
+    nag.ack(
+        machine_role,
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:processing-job/{endpoint}-*]",
+        "the workflow names every processing job it starts {endpoint}-eval-<time>-<run>",
+    )
+    nag.ack(
+        machine_role,
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:training-job/*]",
+        "generated by the CDK's .sync training-job integration (describe/stop the job it "
+        "started, whose name comes from the state document)",
+    )
     nag.ack_actions(machine_role, ["kms:GenerateDataKey*"])
-    nag.ack(trigger.dead_letter_queue, "AwsSolutions-SQS3",
-            "this queue is itself the dead-letter queue of the retrain-trigger rule targets")
+    nag.ack(
+        trigger.dead_letter_queue,
+        "AwsSolutions-SQS3",
+        "this queue is itself the dead-letter queue of the retrain-trigger rule targets",
+    )
     nag.ack_actions(trigger.handler.role, ["kms:GenerateDataKey*", "kms:ReEncrypt*"])
     for name, fn in workflow.steps.items():
         logical = stack.get_logical_id(fn.function.node.default_child)  # type: ignore[arg-type]
-        nag.ack(machine_role, f"AwsSolutions-IAM5[Resource::<{logical}.Arn>:*]",
-                f"generated by the CDK's LambdaInvoke for {name}: the function and its "
-                "versions/aliases (function ARN + ':*')")
+        nag.ack(
+            machine_role,
+            f"AwsSolutions-IAM5[Resource::<{logical}.Arn>:*]",
+            f"generated by the CDK's LambdaInvoke for {name}: the function and its "
+            "versions/aliases (function ARN + ':*')",
+        )
 
 
 class DashboardStack(cdk.Stack):
@@ -667,13 +771,24 @@ def build_app(app: cdk.App, config: DriftloopConfig) -> dict[str, cdk.Stack]:
         description="driftloop: scheduled drift and quality checks, alarms",
     )
     retraining = RetrainingStack(
-        app, f"{prefix}Retraining", config=config, stateful=stateful, model=model,
-        monitoring=monitoring, bundle=bundle, env=env,
+        app,
+        f"{prefix}Retraining",
+        config=config,
+        stateful=stateful,
+        model=model,
+        monitoring=monitoring,
+        bundle=bundle,
+        env=env,
         description="driftloop: retraining workflow, trigger and model registry",
     )
     dashboard = DashboardStack(
-        app, f"{prefix}Dashboard", model=model, monitoring=monitoring, retraining=retraining,
-        env=env, description="driftloop: the CloudWatch dashboard",
+        app,
+        f"{prefix}Dashboard",
+        model=model,
+        monitoring=monitoring,
+        retraining=retraining,
+        env=env,
+        description="driftloop: the CloudWatch dashboard",
     )
     stacks: dict[str, cdk.Stack] = {
         "stateful": stateful,

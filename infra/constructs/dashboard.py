@@ -52,7 +52,9 @@ class LoopDashboard(Construct):
                 label=label,
             )
 
-        def loop(name: str, service: str, statistic: str = "Maximum", label: str = "") -> cloudwatch.Metric:
+        def loop(
+            name: str, service: str, statistic: str = "Maximum", label: str = ""
+        ) -> cloudwatch.Metric:
             return cloudwatch.Metric(
                 namespace=METRICS_NAMESPACE,
                 metric_name=name,
@@ -62,7 +64,9 @@ class LoopDashboard(Construct):
                 label=label or name,
             )
 
-        def search(metric: str, dimension: str, service: str, label: str) -> cloudwatch.MathExpression:
+        def search(
+            metric: str, dimension: str, service: str, label: str
+        ) -> cloudwatch.MathExpression:
             query = (
                 f"SEARCH('{{{METRICS_NAMESPACE},Endpoint,{dimension},service}} "
                 f'MetricName="{metric}" Endpoint="{endpoint_name}" service="{service}"\', '
@@ -70,7 +74,9 @@ class LoopDashboard(Construct):
             )
             return cloudwatch.MathExpression(expression=query, label=label, period=HOUR)
 
-        def graph(title: str, left: list[cloudwatch.IMetric], width: int = 8) -> cloudwatch.GraphWidget:
+        def graph(
+            title: str, left: list[cloudwatch.IMetric], width: int = 8
+        ) -> cloudwatch.GraphWidget:
             return cloudwatch.GraphWidget(title=title, left=left, width=width, height=6)
 
         self.dashboard = cloudwatch.Dashboard(

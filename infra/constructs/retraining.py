@@ -62,6 +62,31 @@ EVENT_SOURCE = "driftloop"
 TRIGGER_DETAIL_TYPES = ["Drift Detected", "Quality Degraded"]
 
 
+class ScopedLocation(tasks.S3Location):
+    """An S3 location for the training task that grants nothing by itself.
+
+    The CDK's `S3Location.from_json_expression` cannot know the bucket, so it grants
+    s3:GetObject/ListBucket on `*`; `from_bucket` renders an https:// URL. The channels
+    always live under `training/` in the datasets bucket and the output under `models/`
+    in the artifacts bucket, and the workflow grants the job role exactly those prefixes.
+    `uri` is a JSONPath into the state document (`$.snapshot.train_uri`) or an s3:// URI.
+    """
+
+    def __init__(self, uri: str) -> None:
+        super().__init__()
+        self.uri = uri
+
+    def bind(
+        self,
+        task: tasks.ISageMakerTask,
+        *,
+        for_reading: bool | None = None,
+        for_writing: bool | None = None,
+    ) -> tasks.S3LocationConfig:
+        uri = sfn.JsonPath.string_at(self.uri) if self.uri.startswith("$.") else self.uri
+        return tasks.S3LocationConfig(uri=uri)
+
+
 def _hyperparameter(value: str) -> str:
     """Script-mode hyperparameters are JSON-encoded, as the SageMaker SDK writes them."""
     return json.dumps(value)
@@ -150,8 +175,12 @@ class RetrainWorkflow(Construct):
         self.evaluate_script.grant_read(self.job_role)
         self.job_role.add_to_policy(
             iam.PolicyStatement(
-                actions=["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
-                         "logs:DescribeLogStreams"],  # fmt: skip
+                actions=[
+                    "logs:CreateLogGroup",
+                    "logs:CreateLogStream",
+                    "logs:PutLogEvents",
+                    "logs:DescribeLogStreams",
+                ],
                 resources=[
                     stack.format_arn(
                         service="logs",
@@ -172,7 +201,9 @@ class RetrainWorkflow(Construct):
         )
 
         # -- the Lambda steps
-        def step(state: str, handler: str, description: str, env: dict[str, str]) -> DriftloopFunction:
+        def step(
+            state: str, handler: str, description: str, env: dict[str, str]
+        ) -> DriftloopFunction:
             return DriftloopFunction(
                 self,
                 f"{state}Function",
@@ -256,8 +287,11 @@ class RetrainWorkflow(Construct):
         artifacts.grant_read(prepare.role, "baselines/*")
         prepare.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-                         "sagemaker:DescribeModel"],  # fmt: skip
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
+                ],
                 resources=[
                     sm_arn("endpoint", endpoint_name),
                     sm_arn("endpoint-config", "*"),
@@ -270,8 +304,11 @@ class RetrainWorkflow(Construct):
         # register_model: a model package per run (and the group if it was deleted)
         register.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:CreateModelPackage", "sagemaker:DescribeModelPackageGroup",
-                         "sagemaker:CreateModelPackageGroup"],  # fmt: skip
+                actions=[
+                    "sagemaker:CreateModelPackage",
+                    "sagemaker:DescribeModelPackageGroup",
+                    "sagemaker:CreateModelPackageGroup",
+                ],
                 resources=[
                     sm_arn("model-package-group", self.model_package_group_name),
                     sm_arn("model-package", f"{self.model_package_group_name}/*"),
@@ -291,8 +328,12 @@ class RetrainWorkflow(Construct):
         model_role.grant_pass_role(deploy.role)
         deploy.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:CreateModel", "sagemaker:CreateEndpointConfig",
-                         "sagemaker:DescribeEndpointConfig", "sagemaker:DescribeModel"],  # fmt: skip
+                actions=[
+                    "sagemaker:CreateModel",
+                    "sagemaker:CreateEndpointConfig",
+                    "sagemaker:DescribeEndpointConfig",
+                    "sagemaker:DescribeModel",
+                ],
                 resources=[
                     sm_arn("model", f"{name_prefix}*"),
                     sm_arn("endpoint-config", f"{name_prefix}*"),
@@ -301,8 +342,11 @@ class RetrainWorkflow(Construct):
         )
         deploy.role.add_to_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:DescribeEndpoint", "sagemaker:UpdateEndpoint",
-                         "sagemaker:CreateEndpoint"],  # fmt: skip
+                actions=[
+                    "sagemaker:DescribeEndpoint",
+                    "sagemaker:UpdateEndpoint",
+                    "sagemaker:CreateEndpoint",
+                ],
                 resources=[
                     sm_arn("endpoint", endpoint_name),
                     sm_arn("endpoint-config", f"{name_prefix}*"),
@@ -338,10 +382,18 @@ class RetrainWorkflow(Construct):
             result_path=sfn.JsonPath.DISCARD,
             task_timeout=sfn.Timeout.duration(NOTIFY_TIMEOUT),
         )
-        failed = sfn.Fail(self, "Failed", error="RetrainingFailed",
-                          cause="a retraining step failed; see NotifyFailure")  # fmt: skip
-        failure.add_retry(errors=NOTIFY_RETRY_ERRORS, max_attempts=3, backoff_rate=2,
-                          interval=cdk.Duration.seconds(2))  # fmt: skip
+        failed = sfn.Fail(
+            self,
+            "Failed",
+            error="RetrainingFailed",
+            cause="a retraining step failed; see NotifyFailure",
+        )
+        failure.add_retry(
+            errors=NOTIFY_RETRY_ERRORS,
+            max_attempts=3,
+            backoff_rate=2,
+            interval=cdk.Duration.seconds(2),
+        )
         failure.add_catch(failed, result_path="$.notify_error")
         failure.next(failed)
 
@@ -391,7 +443,7 @@ class RetrainWorkflow(Construct):
                     self._channel("validation", "$.snapshot.validation_uri"),
                 ],
                 output_data_config=tasks.OutputDataConfig(
-                    s3_output_location=tasks.S3Location.from_bucket(artifacts, "models/"),
+                    s3_output_location=ScopedLocation(artifacts.s3_url_for_object("models/")),
                     encryption_key=key,
                 ),
                 resource_config=tasks.ResourceConfig(
@@ -507,8 +559,12 @@ class RetrainWorkflow(Construct):
             task_timeout=sfn.Timeout.duration(NOTIFY_TIMEOUT),
         )
         for task in (notify_topic, publish_event):
-            task.add_retry(errors=NOTIFY_RETRY_ERRORS, max_attempts=4, backoff_rate=2,
-                           interval=cdk.Duration.seconds(2))  # fmt: skip
+            task.add_retry(
+                errors=NOTIFY_RETRY_ERRORS,
+                max_attempts=4,
+                backoff_rate=2,
+                interval=cdk.Duration.seconds(2),
+            )
         notify = sfn.Parallel(
             self,
             "Notify",
@@ -519,9 +575,7 @@ class RetrainWorkflow(Construct):
         notify.branch(publish_event)
         notify.add_catch(failure, errors=["States.ALL"], result_path="$.error")
 
-        wait = sfn.Wait(
-            self, "WaitForDeployment", time=sfn.WaitTime.duration(DEPLOY_POLL)
-        )
+        wait = sfn.Wait(self, "WaitForDeployment", time=sfn.WaitTime.duration(DEPLOY_POLL))
         check_state = invoke("CheckDeployment", check)
         deployment_loop = wait.next(check_state).next(
             sfn.Choice(self, "DeploymentFinished")
@@ -581,8 +635,12 @@ class RetrainWorkflow(Construct):
         # The processing job is a CustomState: its permissions are not generated.
         self.state_machine.add_to_role_policy(
             iam.PolicyStatement(
-                actions=["sagemaker:CreateProcessingJob", "sagemaker:DescribeProcessingJob",
-                         "sagemaker:StopProcessingJob", "sagemaker:AddTags"],  # fmt: skip
+                actions=[
+                    "sagemaker:CreateProcessingJob",
+                    "sagemaker:DescribeProcessingJob",
+                    "sagemaker:StopProcessingJob",
+                    "sagemaker:AddTags",
+                ],
                 resources=[sm_arn("processing-job", f"{name_prefix}*")],
             )
         )
@@ -607,7 +665,7 @@ class RetrainWorkflow(Construct):
             content_type="text/csv",
             data_source=tasks.DataSource(
                 s3_data_source=tasks.S3DataSource(
-                    s3_location=tasks.S3Location.from_json_expression(path),
+                    s3_location=ScopedLocation(path),
                     s3_data_type=tasks.S3DataType.S3_PREFIX,
                     s3_data_distribution_type=tasks.S3DataDistributionType.FULLY_REPLICATED,
                 )
