@@ -831,11 +831,13 @@ class _ChunkParser:
         cols: dict[str, np.ndarray] = {}
         row_ok = np.ones(len(g_payload), dtype=bool)
         num_j = [j for j in range(F) if not self.cat_mask[j]]
+        cat_j = [j for j in range(F) if self.cat_mask[j]]
         block = blk.numeric_block(starts, ends, num_j) if num_j else None
+        cat_cols = dict(zip(cat_j, blk.categorical_block(starts, ends, cat_j), strict=True))
         for j, fname in enumerate(self.schema.features):
             s, e = starts[:, j], ends[:, j]
             if self.cat_mask[j]:
-                cols[fname] = blk.categorical(s, e)
+                cols[fname] = cat_cols[j]
             elif block is not None:
                 cols[fname] = block[:, num_j.index(j)]
             else:
@@ -1239,6 +1241,44 @@ class _CsvBlock:
         mat[cols >= (e - s)[:, None]] = 0
         return mat.view(f"S{width}").reshape(len(s))
 
+    @staticmethod
+    def _runs(
+        starts: np.ndarray, ends: np.ndarray, cols: list[int]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Bounds of the ranges covering runs of adjacent columns (ascending `cols`)."""
+        runs: list[tuple[int, int]] = []
+        for j in cols:
+            if runs and runs[-1][1] == j - 1:
+                runs[-1] = (runs[-1][0], j)
+            else:
+                runs.append((j, j))
+        return starts[:, [a for a, _ in runs]], ends[:, [b for _, b in runs]]
+
+    def categorical_block(
+        self, starts: np.ndarray, ends: np.ndarray, cols: list[int]
+    ) -> list[np.ndarray]:
+        """Object arrays of str (None for empty) for columns `cols` (ascending), one pass.
+
+        The values are cut out together, decoded once and split on the commas between
+        them (a payload on this path holds no quote, so no value holds a comma).
+        """
+        n = len(starts)
+        k = len(cols)
+        if k == 0:
+            return []
+        if n == 0:
+            return [np.empty(0, dtype=object) for _ in cols]
+        s, e = self._runs(starts, ends, cols)
+        text = _compress(self.buf, s, e, 44)[:-1].tobytes().decode("utf-8", "replace")
+        values = text.split(",")
+        if len(values) != n * k:  # pragma: no cover - cut and split agree by construction
+            raise AssertionError("categorical tokens do not line up")
+        flat = np.empty(n * k, dtype=object)
+        flat[:] = values
+        flat[flat == ""] = None
+        grid = flat.reshape(n, k)
+        return [grid[:, i].copy() for i in range(k)]
+
     def numeric_block(
         self, starts: np.ndarray, ends: np.ndarray, cols: list[int]
     ) -> np.ndarray | None:
@@ -1250,14 +1290,7 @@ class _CsvBlock:
         is a JSON number (no empty value, nan, inf, leading "+" or "."), so None sends
         the caller to the token-by-token path.
         """
-        runs: list[tuple[int, int]] = []
-        for j in cols:
-            if runs and runs[-1][1] == j - 1:
-                runs[-1] = (runs[-1][0], j)
-            else:
-                runs.append((j, j))
-        s = starts[:, [a for a, _ in runs]]
-        e = ends[:, [b for _, b in runs]]
+        s, e = self._runs(starts, ends, cols)
         sel = _compress(self.buf, s, e, 44)
         if not _JSON_NUMBER_BYTES[sel].all():
             return None
