@@ -87,6 +87,8 @@ class MotoServer:
         self._port: int | None = None
         self._old_sigterm: Any = None
         self._installed_signal = False
+        self._session: Any = None
+        self._clients: dict[Any, Any] = {}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -205,16 +207,26 @@ class MotoServer:
             yield env
 
     def client(self, service: str, **kwargs: Any) -> Any:
-        """A boto3 client for `service` that talks to this server."""
+        """A boto3 client for `service` that talks to this server (cached per service).
+
+        botocore loads its service models per session, which costs a second or more on a
+        busy machine, so one session serves every client.
+        """
         import boto3
 
-        session: Any = boto3.session.Session(
-            aws_access_key_id=DUMMY_ACCESS_KEY,
-            aws_secret_access_key=DUMMY_SECRET_KEY,
-            aws_session_token="testing",
-            region_name=self.region,
-        )
-        return session.client(service, endpoint_url=self.endpoint_url, **kwargs)
+        key = (service, tuple(sorted(kwargs.items())))
+        if key not in self._clients:
+            if self._session is None:
+                self._session = boto3.session.Session(
+                    aws_access_key_id=DUMMY_ACCESS_KEY,
+                    aws_secret_access_key=DUMMY_SECRET_KEY,
+                    aws_session_token="testing",
+                    region_name=self.region,
+                )
+            self._clients[key] = self._session.client(
+                service, endpoint_url=self.endpoint_url, **kwargs
+            )
+        return self._clients[key]
 
 
 @contextlib.contextmanager
