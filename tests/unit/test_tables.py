@@ -172,3 +172,20 @@ def test_parquet_round_trip_and_errors(tmp_path: Path) -> None:
     p.write_bytes(b"not parquet")
     with pytest.raises(DriftloopError, match="not a readable parquet file"):
         read(p)
+
+
+def test_parquet_without_pyarrow_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given an environment where pyarrow cannot be imported
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    p = tmp_path / "t.parquet"
+    p.write_bytes(b"PAR1")
+    # Then reading parquet names the file and the missing package
+    with pytest.raises(DriftloopError, match=r"t.parquet: reading parquet needs pyarrow"):
+        read(p)
+    with pytest.raises(DriftloopError, match=r"reading parquet needs pyarrow"):
+        infer_schema(p)
