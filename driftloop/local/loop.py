@@ -47,8 +47,8 @@ from driftloop.local.progress import Progress, render_table
 
 DEFAULT_DAYS = 14
 MIN_DAYS = 14
-DEFAULT_REQUESTS_PER_DAY = 144
-ROWS_PER_REQUEST = 40
+DEFAULT_REQUESTS_PER_DAY = 96
+ROWS_PER_REQUEST = 50
 DEFAULT_SEED = 7
 DEFAULT_OUT = Path("out/demo")
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -235,14 +235,14 @@ def initial_training_data(options: DemoOptions, folder: Path) -> dict[str, Path]
 DEMO_CONTEXT: dict[str, Any] = {
     "stack_prefix": STACK_PREFIX,
     "sampling_percentage": 100,  # the demo captures every request (so counts can be equal)
-    "window_hours": 6,
-    "drift_schedule": "rate(6 hours)",
-    "quality_schedule": "rate(6 hours)",
+    "window_hours": 12,
+    "drift_schedule": "rate(12 hours)",
+    "quality_schedule": "rate(12 hours)",
     "grace_minutes": 15,
     "label_delay_hours": 6,
     "cooldown_minutes": 7 * 24 * 60,
     "lookback_hours": 12,
-    "canary_percent": 20,
+    "canary_percent": 50,
     "canary_wait_seconds": 3600,
     "termination_wait_seconds": 300,
     "quality": {"max_drop": 0.07, "min_labels": 500},
@@ -250,8 +250,9 @@ DEMO_CONTEXT: dict[str, Any] = {
 # Labels arrive half an hour to 4 hours after the prediction in the demo world (inside
 # label_delay_hours, so the quality check sees each window's labels).
 LABEL_DELAY_HOURS = (0.5, 4.0)
-# The simulated start of the schedules: rules created half an hour before the timeline.
-SCHEDULE_ANCHOR_OFFSET = timedelta(minutes=-30)
+# The simulated start of the schedules: the rules were created half an hour into the
+# timeline, so each run comes a quarter of an hour after a window's grace period ends.
+SCHEDULE_ANCHOR_OFFSET = timedelta(minutes=30)
 
 
 @dataclass(frozen=True)
@@ -1222,19 +1223,36 @@ class Handlers:
 
 
 def mirror_buckets(aws: MotoServer, buckets: dict[str, str], out: Path) -> dict[str, int]:
-    """Copy every object of every bucket to out/buckets/{role}/{key}; counts per bucket."""
+    """Copy every object of every bucket to out/buckets/{role}/{key}; counts per bucket.
+
+    The objects are read from moto's in-process S3 backend (the server runs in this
+    process): thousands of GetObject calls through HTTP would cost a minute on a busy
+    machine for the same bytes. ListObjectsV2 gives the keys, as a user would list them.
+    """
     s3 = aws.client("s3")
+    try:
+        from moto.s3.models import s3_backends
+
+        backend: Any = s3_backends[MOTO_ACCOUNT_ID][aws.partition]
+    except Exception:  # noqa: BLE001 - another moto layout: read through the API
+        backend = None
     counts: dict[str, int] = {}
     for role, bucket in buckets.items():
         n = 0
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             for item in page.get("Contents", []):
                 key = item["Key"]
-                target = out / "buckets" / role / key
-                if ".." in Path(key).parts:
+                if ".." in Path(key).parts or key.startswith("/"):
                     continue  # never write outside the folder
+                target = out / "buckets" / role / key
                 target.parent.mkdir(parents=True, exist_ok=True)
-                s3.download_file(bucket, key, str(target))
+                body = None
+                if backend is not None:
+                    with contextlib.suppress(Exception):
+                        body = backend.get_object(bucket, key).value
+                if body is None:
+                    body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+                target.write_bytes(body)
                 n += 1
         counts[role] = n
     return counts

@@ -103,6 +103,10 @@ class MotoServer:
         return self._port
 
     @property
+    def partition(self) -> str:
+        return "aws"
+
+    @property
     def endpoint_url(self) -> str:
         return f"http://{self.host}:{self.port}"
 
