@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import resource
 import sys
 import time
 from typing import Any
@@ -19,7 +18,10 @@ import pandas as pd
 
 
 def frame(data: Any, prefix: str, num_names: list[str], cat_names: list[str]) -> pd.DataFrame:
-    cols: dict[str, Any] = {n: data[f"{prefix}_num"][:, i] for i, n in enumerate(num_names)}
+    # an NpzFile reads an array anew on every access: take each one once
+    num = data[f"{prefix}_num"]
+    cols: dict[str, Any] = {n: num[:, i].copy() for i, n in enumerate(num_names)}
+    del num
     codes = data[f"{prefix}_cat"]
     for j, n in enumerate(cat_names):
         names = data[f"cat_names_{j}"].tolist()
@@ -59,14 +61,21 @@ def drifted_count(snapshot: Any) -> float | None:
         text = json.dumps(snapshot.dict(), default=str)
     except Exception:  # noqa: BLE001 - the count is a courtesy, not the measurement
         return None
-    for pattern in (
-        r'"number_of_drifted_columns":\s*([0-9.]+)',
-        r'DriftedColumnsCount[^}]*?"count":\s*([0-9.]+)',
-    ):
-        m = re.search(pattern, text)
-        if m:
-            return float(m.group(1))
-    return None
+    m = re.search(r'"number_of_drifted_columns":\s*([0-9.]+)', text)  # evidently < 0.7
+    if m is None:
+        i = text.find("DriftedColumnsCount")  # 0.7+: {"count": n, "share": s} follows
+        m = re.compile(r'"count":\s*([0-9.]+)').search(text, i) if i >= 0 else None
+    return float(m.group(1)) if m else None
+
+
+def memory_mb() -> tuple[float, float]:
+    """(current RSS, peak RSS) of this process in MB, from /proc (Linux)."""
+    fields = {}
+    for line in open("/proc/self/status"):  # noqa: PTH123, SIM115 - tiny read, Linux only
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) / 1024
+    return fields.get("VmRSS", float("nan")), fields.get("VmHWM", float("nan"))
 
 
 def main() -> None:
@@ -74,7 +83,7 @@ def main() -> None:
     num_names, cat_names = json.loads(sys.argv[2]), json.loads(sys.argv[3])
     ref = frame(data, "ref", num_names, cat_names)
     cur = frame(data, "cur", num_names, cat_names)
-    rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_data, peak_data = memory_mb()
     import evidently
 
     t0 = time.perf_counter()
@@ -85,12 +94,15 @@ def main() -> None:
         snapshot, prep = run_old(ref, cur, num_names, cat_names)
         api = "Report(metrics=[DataDriftPreset()]).run(...)"
     total = time.perf_counter() - t0
+    _, peak_end = memory_mb()
     out = {
         "version": getattr(evidently, "__version__", "?"),
         "api": api,
         "prepare_s": prep,
         "run_s": total - prep,
         "rss_data_mb": rss_data,
+        "peak_before_run_mb": peak_data,
+        "peak_end_mb": peak_end,
         "drifted": drifted_count(snapshot),
         "rows": len(cur),
         "ref_rows": len(ref),

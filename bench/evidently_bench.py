@@ -191,7 +191,10 @@ def main() -> int:
     print(f"{'':<44} {'seconds':>9} {'peak RSS MB':>12}")
     for label, secs, rss in rows:
         print(f"{label:<44} {secs:>9.2f} {rss:>12}")
-    print(f"(evidently's peak includes its input DataFrames: {ev['rss_data_mb']:.0f} MB)")
+    print(
+        f"(evidently process: {ev['rss_data_mb']:.0f} MB resident with the DataFrames built,"
+        f" peak {ev['peak_before_run_mb']:.0f} MB before the run, {ev['peak_end_mb']:.0f} MB after)"
+    )
     print(f"(driftloop end to end from {e2e['source']})")
     like = ev_total / dl["compute_s"]
     e2e_ratio = ev_total / e2e["wall_s"]
