@@ -2,8 +2,9 @@
 
 Any engineer adds a benchmark by dropping a `bench/*.py` script that prints its figures;
 this runner finds it. Scripts run with this interpreter and the caller's environment
-(BENCH_SIZES and friends pass through). A failing script is reported and the rest
-still run; the exit code is 1 when any failed.
+(BENCH_SIZES and friends pass through; BENCH_ONLY=drift_bench,gen_capture runs just
+those). A failing script is reported and the rest still run; the exit code is 1 when
+any failed.
 """
 
 from __future__ import annotations
