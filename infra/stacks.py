@@ -14,6 +14,7 @@ from typing import Any
 import aws_cdk as cdk
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_events as events
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
@@ -240,7 +241,7 @@ class MonitoringStack(cdk.Stack):
             "BASELINE_KEY": BASELINE_KEY,
             "REPORTS_BUCKET": data.reports.bucket_name,
             "STATE_TABLE": data.table_name,
-            "EVENT_BUS_NAME": self.alerts.bus.event_bus_name,
+            "EVENT_BUS_NAME": self.alerts.bus_name,
             "WINDOW_HOURS": str(config.window_hours),
             "GRACE_MINUTES": str(config.grace_minutes),
         }
@@ -301,7 +302,7 @@ class MonitoringStack(cdk.Stack):
             self.quality_check.function.function_name,
             "the quality-check Lambda",
         )
-        _output(self, "EventBusName", self.alerts.bus.event_bus_name, "the driftloop event bus")
+        _output(self, "EventBusName", self.alerts.bus_name, "the driftloop event bus")
         _output(self, "AlertsTopicArn", self.alerts.topic.topic_arn, "the alerts topic")
         self._acknowledge(stateful.prefix)
 
@@ -437,6 +438,13 @@ class RetrainingStack(cdk.Stack):
             monitoring.alerts,
         )
         version = config.sklearn_version
+        bus = events.EventBus.from_event_bus_attributes(
+            self,
+            "AlertsBus",
+            event_bus_arn=alerts.bus.event_bus_arn,
+            event_bus_name=alerts.bus_name,
+            event_bus_policy="",
+        )
         self.workflow = RetrainWorkflow(
             self,
             "Workflow",
@@ -449,7 +457,7 @@ class RetrainingStack(cdk.Stack):
             ground_truth=data.ground_truth,
             key=data.key,
             topic=alerts.topic,
-            bus=alerts.bus,
+            bus=bus,
             endpoint_name=serving.endpoint_name,
             model_role=serving.role,
             training_image=sklearn_image(self, version=version, image_scope="training"),
@@ -473,7 +481,7 @@ class RetrainingStack(cdk.Stack):
             self,
             "Trigger",
             code=code,
-            bus=alerts.bus,
+            bus=bus,
             state_machine=self.workflow.state_machine,
             table_name=data.table_name,
             endpoint_name=serving.endpoint_name,

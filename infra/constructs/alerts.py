@@ -28,6 +28,11 @@ class Alerts(Construct):
     def __init__(self, scope: Construct, id_: str, *, alert_email: str | None) -> None:
         super().__init__(scope, id_)
         self.bus = events.EventBus(self, "Bus", description="driftloop events")
+        # The name via Fn::GetAtt rather than Ref: same value in AWS, and moto's
+        # CloudFormation (the local deploy test) resolves only the attribute to a string.
+        bus_resource = self.bus.node.default_child
+        assert isinstance(bus_resource, events.CfnEventBus)
+        self.bus_name: str = bus_resource.attr_name
         self.key = kms.Key(
             self,
             "TopicKey",

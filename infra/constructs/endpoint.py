@@ -193,9 +193,17 @@ class ModelEndpoint(Construct):
             kms_key_id=self.volume_kms_key_arn,
         )
 
+        # The rollback alarms are named after the endpoint (not generated): the retraining
+        # workflow's deploy step sends their names in every UpdateEndpoint, and literal
+        # names keep that a plain value instead of a cross-stack reference to the alarms.
+        self.rollback_alarm_names = (
+            f"{endpoint_name}-rollback-5xx",
+            f"{endpoint_name}-rollback-latency",
+        )
         self.alarm_5xx = cloudwatch.Alarm(
             self,
             "Invocation5xxAlarm",
+            alarm_name=self.rollback_alarm_names[0],
             alarm_description="Endpoint 5xx errors: rolls back a blue/green deployment",
             metric=self.metric("Invocation5XXErrors", statistic="Sum"),
             threshold=rollback_5xx_threshold,
@@ -206,6 +214,7 @@ class ModelEndpoint(Construct):
         self.alarm_latency = cloudwatch.Alarm(
             self,
             "ModelLatencyAlarm",
+            alarm_name=self.rollback_alarm_names[1],
             alarm_description="Endpoint p99 model latency: rolls back a blue/green deployment",
             # ModelLatency is reported in microseconds.
             metric=self.metric("ModelLatency", statistic="p99"),
@@ -225,10 +234,7 @@ class ModelEndpoint(Construct):
                 "MaximumExecutionTimeoutInSeconds": max_deploy_seconds,
             },
             "AutoRollbackConfiguration": {
-                "Alarms": [
-                    {"AlarmName": self.alarm_5xx.alarm_name},
-                    {"AlarmName": self.alarm_latency.alarm_name},
-                ]
+                "Alarms": [{"AlarmName": name} for name in self.rollback_alarm_names]
             },
         }
         self.endpoint = sagemaker.CfnEndpoint(

@@ -109,7 +109,11 @@ def test_blue_green_canary_with_alarm_rollback(synth: Synth) -> None:
         "MaximumExecutionTimeoutInSeconds": 3600,
     }
     rollback = [a["AlarmName"] for a in deploy["AutoRollbackConfiguration"]["Alarms"]]
-    assert sorted(r["Ref"] for r in rollback) == sorted(alarms)
+    names = sorted(a["Properties"]["AlarmName"] for a in alarms.values())
+    assert sorted(rollback) == names == [
+        "driftloop-endpoint-rollback-5xx",
+        "driftloop-endpoint-rollback-latency",
+    ]
     assert endpoint["EndpointName"] == "driftloop-endpoint"
 
 

@@ -38,7 +38,7 @@ def _function(synth: Synth, handler: str) -> tuple[str, dict[str, Any]]:
 
 def _bus_ref(synth: Synth) -> dict[str, str]:
     (bus_id,) = resources(synth.templates["monitoring"], "AWS::Events::EventBus")
-    return {"Ref": bus_id}
+    return {"Fn::GetAtt": [bus_id, "Name"]}
 
 
 def test_drift_check_environment_follows_the_contract(synth: Synth) -> None:
