@@ -576,28 +576,35 @@ def test_text_and_base64_paths_agree() -> None:
 
 
 class CountingStream(io.BytesIO):
+    """Remembers how far into the data the reader has read."""
+
     def __init__(self, data: bytes) -> None:
         super().__init__(data)
         self.max_pos = 0
 
-    def __next__(self) -> bytes:
-        line = super().__next__()
+    def read(self, size: int | None = -1) -> bytes:
+        out = super().read(size)
         self.max_pos = max(self.max_pos, self.tell())
-        return line
+        return out
+
+    def __iter__(self) -> Iterator[bytes]:  # like an S3 StreamingBody: 1 KB chunks, not lines
+        return iter(lambda: self.read(1024), b"")
 
 
 def test_reader_streams_instead_of_loading_the_file() -> None:
-    # Given a file of 1000 records
-    blob = b"".join(record(f"{i},1,a", event_id=f"e{i}") for i in range(1000))
+    # Given a file of 20,000 records (several MB) behind a stream that does not iterate by line
+    blob = b"".join(record(f"{i},1,a", event_id=f"e{i}") for i in range(20_000))
     stream = CountingStream(blob)
     # When the first batch of 10 rows is taken
     it: Iterator[FeatureBatch] = read_capture(
         stream, schema=SCHEMA, malformed=MalformedLog(), chunk_rows=10
     )
     first = next(it)
-    # Then only about ten lines have been read
-    assert first.n_rows == 10
-    assert stream.max_pos < len(blob) / 50
+    # Then it holds the first ten records, and only one read block was consumed
+    assert first.n_rows == 10 and first.event_ids == [f"e{i}" for i in range(10)]
+    assert stream.max_pos <= (1 << 20) < len(blob) / 2
+    # and the rest streams through to the end
+    assert 10 + sum(b.n_rows for b in it) == 20_000
 
 
 def test_reads_from_a_path(tmp_path: Path) -> None:
