@@ -110,10 +110,14 @@ def test_blue_green_canary_with_alarm_rollback(synth: Synth) -> None:
     }
     rollback = [a["AlarmName"] for a in deploy["AutoRollbackConfiguration"]["Alarms"]]
     names = sorted(a["Properties"]["AlarmName"] for a in alarms.values())
-    assert sorted(rollback) == names == [
-        "driftloop-endpoint-rollback-5xx",
-        "driftloop-endpoint-rollback-latency",
-    ]
+    assert (
+        sorted(rollback)
+        == names
+        == [
+            "driftloop-endpoint-rollback-5xx",
+            "driftloop-endpoint-rollback-latency",
+        ]
+    )
     assert endpoint["EndpointName"] == "driftloop-endpoint"
 
 
