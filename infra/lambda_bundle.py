@@ -106,8 +106,19 @@ def build_lambda_bundle(root: Path = ROOT) -> Path:
     return target
 
 
-def sourcedir_entries(root: Path = ROOT) -> list[tuple[str, Path]]:
-    """(path in the tarball, source file): training/*.py at the top, driftloop/ beside it."""
+# The one compiled dependency of driftloop/ that the scikit-learn image lacks.
+VENDORED = ("orjson",)
+
+
+def sourcedir_entries(root: Path = ROOT, *, vendor_py312: bool = False) -> list[tuple[str, Path]]:
+    """(path in the tarball, source file): training/*.py at the top, driftloop/ beside it.
+
+    driftloop/ needs orjson. For a Python 3.12 image (`-py312` versions: the same
+    interpreter and platform as the Lambda runtime) the manylinux orjson from
+    build/lambda-deps is vendored next to the scripts, so the job installs nothing at
+    start-up. For other images training/requirements.txt goes in instead, and the
+    container pip-installs it before running train.py.
+    """
     training = sorted(p for p in (root / "training").glob("*.py") if p.name != "__init__.py")
     if not any(p.name == "train.py" for p in training):
         raise DriftloopError(
@@ -115,6 +126,13 @@ def sourcedir_entries(root: Path = ROOT) -> list[tuple[str, Path]]:
         )
     entries = [(p.name, p) for p in training]
     entries += [(str(p.relative_to(root)), p) for p in _walk(root / "driftloop")]
+    if vendor_py312:
+        deps = lambda_deps_dir(root)
+        for top in sorted(deps.iterdir()):
+            if top.is_dir() and top.name.split("-")[0] in VENDORED:
+                entries += [(str(p.relative_to(deps)), p) for p in _walk(top)]
+    elif (root / "training" / "requirements.txt").is_file():
+        entries.append(("requirements.txt", root / "training" / "requirements.txt"))
     return entries
 
 
@@ -136,9 +154,9 @@ def _tar_bytes(entries: Iterable[tuple[str, Path]]) -> bytes:
     return packed.getvalue()
 
 
-def build_sourcedir(root: Path = ROOT) -> Path:
+def build_sourcedir(root: Path = ROOT, *, vendor_py312: bool = False) -> Path:
     """`build/sourcedir/<hash>/sourcedir.tar.gz` for the current training sources."""
-    data = _tar_bytes(sourcedir_entries(root))
+    data = _tar_bytes(sourcedir_entries(root, vendor_py312=vendor_py312))
     target = root / "build" / "sourcedir" / hashlib.sha256(data).hexdigest()[:20]
     path = target / "sourcedir.tar.gz"
     if path.is_file():

@@ -449,7 +449,7 @@ class RetrainingStack(cdk.Stack):
             self,
             "Workflow",
             code=code,
-            sourcedir_path=str(build_sourcedir()),
+            sourcedir_path=str(build_sourcedir(vendor_py312=version.endswith("-py312"))),
             evaluate_path=str(script_asset_file("evaluate.py")),
             datasets=data.datasets,
             artifacts=data.artifacts,

@@ -77,6 +77,9 @@ def _fake_tree(root: Path) -> None:
         "lambdas/handler.py": "def handler(e, c): return 1\n",
         "lambdas/tests/test_x.py": "",
         "build/lambda-deps/numpy/__init__.py": "",
+        "build/lambda-deps/orjson/__init__.py": "",
+        "build/lambda-deps/orjson-3.9.0.dist-info/METADATA": "",
+        "training/requirements.txt": "orjson\n",
         "build/lambda-deps/bin/f2py": "",
         "build/lambda-deps/.installed": "",
     }.items():
@@ -96,12 +99,30 @@ def test_sourcedir_is_deterministic_and_laid_out_for_script_mode(tmp_path: Path)
     assert second_path.read_bytes() == first
     with tarfile.open(second_path) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    # And train.py sits at the top with driftloop/ beside it, without caches
-    assert set(members) == {"train.py", "evaluate.py", "driftloop/__init__.py", "driftloop/core.py"}
+    # And train.py sits at the top with driftloop/ beside it, without caches; for a
+    # non-3.12 image the container installs requirements.txt
+    assert set(members) == {
+        "train.py",
+        "evaluate.py",
+        "driftloop/__init__.py",
+        "driftloop/core.py",
+        "requirements.txt",
+    }
     assert all(m.mtime == 0 and m.uid == 0 for m in members.values())
     # And a source change changes the tarball
     (tmp_path / "driftloop" / "core.py").write_text("x = 2\n")
     assert lambda_bundle.build_sourcedir(tmp_path).read_bytes() != first
+
+
+def test_sourcedir_for_a_py312_image_vendors_orjson_instead_of_pip(tmp_path: Path) -> None:
+    # Given a tree with the Lambda wheels (manylinux, Python 3.12)
+    _fake_tree(tmp_path)
+    # When the sourcedir is built for a -py312 scikit-learn image
+    with tarfile.open(lambda_bundle.build_sourcedir(tmp_path, vendor_py312=True)) as tar:
+        names = set(tar.getnames())
+    # Then orjson travels with the code and nothing is left for pip to install
+    assert {"orjson/__init__.py", "orjson-3.9.0.dist-info/METADATA", "train.py"} <= names
+    assert "requirements.txt" not in names and "numpy/__init__.py" not in names
 
 
 def test_sourcedir_without_train_py_is_a_clear_error(tmp_path: Path) -> None:
@@ -122,6 +143,8 @@ def test_lambda_bundle_holds_code_and_wheels_without_caches(tmp_path: Path) -> N
         "driftloop/__init__.py",
         "driftloop/core.py",
         "numpy/__init__.py",
+        "orjson/__init__.py",
+        "orjson-3.9.0.dist-info/METADATA",
     }
     # And the same sources give the same folder
     assert lambda_bundle.build_lambda_bundle(tmp_path) == bundle
