@@ -136,3 +136,27 @@ def test_a_pinned_environment_needs_account_and_region() -> None:
     config = DriftloopConfig.from_context({"account": "123456789012", "region": "eu-west-1"})
     # Then the stacks are pinned (not environment-agnostic)
     assert not config.env_agnostic and config.region == "eu-west-1"
+
+
+@pytest.mark.slow
+def test_app_py_stops_with_one_line_naming_the_key() -> None:
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.infra.conftest import ROOT
+
+    # Given a bad value passed the way the CDK CLI passes context to the app
+    env = {**os.environ, "CDK_CONTEXT_JSON": json.dumps(cdk_context(instance_count=0))}
+    # When app.py runs
+    result = subprocess.run(
+        [sys.executable, "app.py"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
+    # Then it exits 2 with one line naming the key, and no traceback
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("driftloop:")]
+    assert errors == [
+        "driftloop: cdk.json context 'instance_count': must be between 1 and 100 (got 0)"
+    ]
+    assert "Traceback" not in result.stderr

@@ -387,3 +387,39 @@ def test_dashboard_has_only_metric_widgets(synth: Synth) -> None:
         "DeploymentRolledBack",
     ):
         assert metric in body, metric
+
+
+def test_a_configured_retrain_schedule_targets_the_trigger_too() -> None:
+    import aws_cdk as cdk
+    from aws_cdk import aws_events as events
+    from aws_cdk import aws_lambda as lambda_
+    from aws_cdk import aws_stepfunctions as sfn
+    from aws_cdk.assertions import Template
+
+    from infra.constructs.retraining import RetrainTrigger
+
+    # Given the trigger construct with a weekly schedule
+    stack = cdk.Stack(cdk.App(), "TriggerUnderTest")
+    RetrainTrigger(
+        stack,
+        "Trigger",
+        code=lambda_.Code.from_inline("def handler(event, context):\n    return {}\n"),
+        bus=events.EventBus.from_event_bus_name(stack, "Bus", "driftloop-bus"),
+        state_machine=sfn.StateMachine.from_state_machine_arn(
+            stack, "Machine", "arn:aws:states:us-east-1:123456789012:stateMachine:retrain"
+        ),
+        table_name="state",
+        endpoint_name="driftloop-endpoint",
+        cooldown_minutes=60,
+        schedule="cron(0 3 ? * MON *)",
+        log_level="INFO",
+    )
+    template = Template.from_stack(stack).to_json()
+    rules = resources(template, "AWS::Events::Rule")
+    (function_id,) = resources(template, "AWS::Lambda::Function")
+    # Then both the event rule and the schedule invoke the trigger function
+    schedules = [r for r in rules.values() if "ScheduleExpression" in r["Properties"]]
+    assert [r["Properties"]["ScheduleExpression"] for r in schedules] == ["cron(0 3 ? * MON *)"]
+    for rule in rules.values():
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
