@@ -94,9 +94,8 @@ _TIME_CACHE = 100_000
 NAT_SECONDS = int(np.iinfo(np.int64).min)
 
 
-# bytes that may appear in a run of JSON numbers separated by commas / newlines
-_JSON_NUMBER_BYTES = np.zeros(256, dtype=bool)
-_JSON_NUMBER_BYTES[np.frombuffer(b"0123456789.eE+-,\n", dtype=np.uint8)] = True
+# bytes that may appear in a run of JSON numbers separated by commas
+_JSON_NUMBER_CHARS = b"0123456789.eE+-,"
 
 # --------------------------------------------------------------------------- writing
 
@@ -1288,17 +1287,18 @@ class _CsvBlock:
         the caller to the token-by-token path.
         """
         s, e = self._runs(starts, ends, cols)
-        sel = _compress(self.buf, s, e, 44)
-        if not _JSON_NUMBER_BYTES[sel].all():
-            return None
-        text = sel[:-1].tobytes()
+        text = _compress(self.buf, s, e, 44)[:-1].tobytes()
+        if text.translate(None, _JSON_NUMBER_CHARS):
+            return None  # a byte that cannot be part of a JSON number
         try:
             values = orjson.loads(b"[" + text + b"]")
         except orjson.JSONDecodeError:
             return None
         if len(values) != len(starts) * len(cols):
             return None
-        return np.array(values, dtype=np.float64).reshape(len(starts), len(cols))
+        return np.fromiter(values, dtype=np.float64, count=len(values)).reshape(
+            len(starts), len(cols)
+        )
 
     def numeric(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """float64 values and the mask of unparseable tokens (None when all parsed).
