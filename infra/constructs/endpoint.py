@@ -243,6 +243,8 @@ class ModelEndpoint(Construct):
             endpoint_name=self.endpoint_name,
             endpoint_config_name=self.endpoint_config.attr_endpoint_config_name,
         )
+        # The alarms must exist before SageMaker is told to watch them.
+        self.endpoint.node.add_dependency(self.alarm_5xx, self.alarm_latency)
         # The CloudFormation shape is also the UpdateEndpoint API shape the deploy step
         # sends, so one dict serves both (an L1 property struct would not).
         self.endpoint.add_property_override("DeploymentConfig", self.deployment_config)

@@ -171,6 +171,9 @@ class RetrainWorkflow(Construct):
         artifacts.grant_put(self.job_role, "models/*")
         artifacts.grant_put(self.job_role, "evaluations/*")
         key.grant_encrypt_decrypt(self.job_role)
+        # The jobs' volumes and outputs are encrypted with the data key: SageMaker creates
+        # grants on it for the job's instances.
+        key.grant(self.job_role, "kms:CreateGrant", "kms:DescribeKey")
         self.sourcedir.grant_read(self.job_role)
         self.evaluate_script.grant_read(self.job_role)
         self.job_role.add_to_policy(
@@ -657,6 +660,8 @@ class RetrainWorkflow(Construct):
             )
         )
         self.job_role.grant_pass_role(self.state_machine.role)
+        # Creating a job with VolumeKmsKeyId / KmsKeyId needs grants on the key for the caller.
+        key.grant(self.state_machine.role, "kms:CreateGrant", "kms:DescribeKey")
 
     @staticmethod
     def _channel(name: str, path: str) -> tasks.Channel:
