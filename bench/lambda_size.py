@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from driftloop.errors import DriftloopError  # noqa: E402
 from infra.lambda_bundle import build_lambda_bundle  # noqa: E402
 
 HANDLERS = {
@@ -79,7 +80,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5, help="fresh interpreters per handler")
     args = parser.parse_args()
-    bundle = build_lambda_bundle()
+    try:
+        bundle = build_lambda_bundle()
+    except DriftloopError as exc:
+        raise SystemExit(f"lambda_size: {exc}") from None
     size, n_files = folder_size(bundle)
     zipped = zipped_size(bundle)
     mb = size / 1e6
