@@ -232,6 +232,7 @@ class MonitoringStack(cdk.Stack):
         self.add_stack_dependency(stateful)
         data, serving = SharedData.imported(self, stateful.prefix), model.serving
         table = data.table
+        self.endpoint_name = serving.endpoint_name
         self.alerts = Alerts(self, "Alerts", alert_email=config.alert_email)
         common = {
             "ENDPOINT_NAME": serving.endpoint_name,
@@ -363,7 +364,6 @@ class MonitoringStack(cdk.Stack):
         )
 
     def _alarms(self, serving: ModelEndpoint) -> dict[str, cloudwatch.Alarm]:
-        self.endpoint_name = serving.endpoint_name
         at_least_one = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
         specs: dict[str, tuple[str, cloudwatch.IMetric]] = {
             "DriftDetected": (
