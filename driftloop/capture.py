@@ -451,12 +451,19 @@ def _compress(buf: np.ndarray, s: np.ndarray, e: np.ndarray, sep: int | None = N
     """
     s = s.ravel()
     e = e.ravel()
-    if sep is None:
-        return buf[_span_mask(len(buf), s, e)]
-    if len(e) and e[-1] >= len(buf):
+    extra = 0 if sep is None else 1
+    if sep is not None and len(e) and e[-1] >= len(buf):
         buf = np.append(buf, np.uint8(sep))
-    out = buf[_span_mask(len(buf), s, e + 1)]
-    out[np.cumsum(e - s + 1) - 1] = sep
+    lens = e - s + extra
+    ends = np.cumsum(lens)
+    total = int(ends[-1]) if len(ends) else 0
+    if total * 8 < len(buf):
+        # few bytes kept: an index over just those bytes beats a mask over all of buf
+        out = buf[np.repeat(s - (ends - lens), lens) + np.arange(total)]
+    else:
+        out = buf[_span_mask(len(buf), s, e + extra)]
+    if extra and total:
+        out[ends - 1] = sep
     return out
 
 
