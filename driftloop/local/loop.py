@@ -47,8 +47,8 @@ from driftloop.local.progress import Progress, render_table
 
 DEFAULT_DAYS = 14
 MIN_DAYS = 14
-DEFAULT_REQUESTS_PER_DAY = 96
-ROWS_PER_REQUEST = 50
+DEFAULT_REQUESTS_PER_DAY = 72
+ROWS_PER_REQUEST = 64
 DEFAULT_SEED = 7
 DEFAULT_OUT = Path("out/demo")
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -297,6 +297,7 @@ class LocalDeployment:
     seed_endpoint_config: dict[str, Any] | None = None
     image_uri: str = ""
     role_arn: str = ""
+    function_arns: dict[str, str] = field(default_factory=dict)  # Lambda ARN -> handler
 
     def env(self, handler: str) -> dict[str, str]:
         spec = self.functions.get(handler)
@@ -696,13 +697,10 @@ def _target_arns(rule: dict[str, Any]) -> list[Any]:
     return [t.get("Arn") for t in rule.get("Properties", {}).get("Targets", [])]
 
 
-def read_deployment(
-    app: SynthesizedApp, resolver: TemplateResolver, outputs: dict[str, str], region: str
-) -> LocalDeployment:
-    """Everything the loop needs from the synthesized stacks, resolved to local names."""
-    for role in app.templates:
-        if role != "stateful":
-            _register(app, role, resolver, region)
+def _lambda_functions(
+    app: SynthesizedApp, resolver: TemplateResolver
+) -> tuple[dict[str, FunctionSpec], dict[str, str]]:
+    """The app's driftloop Lambda functions (by handler) and a map of their ARNs."""
     functions: dict[str, FunctionSpec] = {}
     by_arn: dict[str, str] = {}
     for role, template in app.templates.items():
@@ -715,6 +713,17 @@ def read_deployment(
             env = resolver.resolve(props.get("Environment", {}).get("Variables", {}), stack)
             functions[handler] = FunctionSpec(logical, handler, {k: str(v) for k, v in env.items()})
             by_arn[resolver.attrs[(stack, logical)]["Arn"]] = handler
+    return functions, by_arn
+
+
+def read_deployment(
+    app: SynthesizedApp, resolver: TemplateResolver, outputs: dict[str, str], region: str
+) -> LocalDeployment:
+    """Everything the loop needs from the synthesized stacks, resolved to local names."""
+    for role in app.templates:
+        if role != "stateful":
+            _register(app, role, resolver, region)
+    functions, by_arn = _lambda_functions(app, resolver)
     schedules: list[ScheduleSpec] = []
     patterns: list[dict[str, Any]] = []
     alarms: list[dict[str, Any]] = []
@@ -796,6 +805,7 @@ def read_deployment(
         seed_endpoint_config=seed_config,
         image_uri=str(((seed_model or {}).get("PrimaryContainer") or {}).get("Image", "")),
         role_arn=str((seed_model or {}).get("ExecutionRoleArn", "")),
+        function_arns=by_arn,
     )
 
 
@@ -1201,7 +1211,8 @@ class Handlers:
         from driftloop.local.moto_server import patched_environ
 
         with patched_environ(self._env(handler)), contextlib.redirect_stdout(self.log):
-            return self._function(f"{name}.__name__") and self._modules[name]
+            self._function(f"{name}.__name__")
+        return self._modules[name]
 
     def invoke(self, handler: str, event: Any, extra_env: dict[str, str] | None = None) -> Any:
         from driftloop.local.moto_server import patched_environ
@@ -1640,6 +1651,208 @@ class RetrainExecution:
         return self._after(name)
 
 
+class DefinitionExecution:
+    """One retraining execution that walks the synthesized Step Functions definition.
+
+    The states, transitions, Choice rules, Wait times, Parameters, ResultSelector,
+    ResultPath and Catch clauses are the CDK's; what runs in each Task is local: Lambda
+    ARNs call their handler (`lambdas.retrain_steps.*`), `sagemaker:createTrainingJob.sync`
+    and `createProcessingJob.sync` hand the rendered request to the local runners,
+    `sns:publish` and `events:putEvents` go to moto, and Wait sleeps on the simulated
+    clock. Retry clauses are not replayed (a local failure does not go away by waiting).
+    """
+
+    def __init__(
+        self,
+        run: DemoRun,
+        execution_arn: str,
+        document: dict[str, Any],
+        started: datetime,
+        definition: dict[str, Any],
+    ) -> None:
+        self.run = run
+        self.arn = execution_arn
+        self.doc = document
+        self.started = started
+        self.definition = definition
+        self.current: str | None = definition["StartAt"]
+        self.wake_at: datetime | None = None
+        self.done = False
+        self.outcome = ""
+        self.error: dict[str, Any] | None = None
+        self.history: list[StepRecord] = []
+
+    @property
+    def run_id(self) -> str:
+        return str(self.doc.get("run_id", ""))
+
+    def _context(self, state: str) -> dict[str, Any]:
+        return {
+            "Execution": {
+                "Id": self.arn,
+                "Name": self.arn.rsplit(":", 1)[-1],
+                "StartTime": iso(self.started),
+            },
+            "State": {"Name": state, "EnteredTime": iso(self.run.clock.now())},
+            "StateMachine": {"Id": self.run.dep.state_machine_arn},
+        }
+
+    def advance(self, now: datetime) -> None:
+        while not self.done:
+            if self.wake_at is not None:
+                if now < self.wake_at:
+                    return
+                self.run.clock.advance_to(self.wake_at)
+                self.wake_at = None
+            assert self.current is not None
+            name = self.current
+            started = time.perf_counter()
+            self.doc, nxt = self._run_state(name, self.definition["States"][name], self.doc)
+            self.history.append(
+                StepRecord(name, self.run.clock.now(), time.perf_counter() - started)
+            )
+            if nxt is None:
+                self.done = True
+            self.current = nxt
+
+    def _flow_state(
+        self, name: str, state: dict[str, Any], doc: Any, ctx: dict[str, Any]
+    ) -> tuple[Any, str | None]:
+        """Choice, Wait, Pass, Succeed and Fail: the states that only move the document."""
+        kind = state["Type"]
+        if kind == "Choice":
+            for rule in state.get("Choices", []):
+                if choice_matches(rule, doc):
+                    return doc, rule["Next"]
+            if "Default" not in state:
+                raise DriftloopError(f"step functions: no Choice rule of {name} matched")
+            return doc, state["Default"]
+        if kind == "Wait":
+            if "Seconds" in state:
+                seconds = float(state["Seconds"])
+            elif "SecondsPath" in state:
+                seconds = float(json_path(doc, state["SecondsPath"], ctx))
+            else:
+                raise DriftloopError(f"step functions: Wait state {name} needs Seconds")
+            self.wake_at = self.run.clock.now() + timedelta(seconds=seconds)
+            return doc, self._next(state)
+        if kind == "Pass":
+            result = (
+                render_parameters(state.get("Parameters", state.get("Result", doc)), doc, ctx)
+                if "Parameters" in state or "Result" in state
+                else doc
+            )
+            return self._output(state, doc, result), self._next(state)
+        if kind == "Succeed":
+            self.outcome = self.outcome or "succeeded"
+            return doc, None
+        if kind == "Fail":
+            self.outcome = "failed"
+            self.error = {
+                "Error": state.get("Error"),
+                "Cause": state.get("Cause"),
+                **((doc.get("error") or {}) if isinstance(doc, dict) else {}),
+            }
+            return doc, None
+        raise DriftloopError(f"step functions: state type {kind} is not played locally")
+
+    def _run_state(self, name: str, state: dict[str, Any], doc: Any) -> tuple[Any, str | None]:
+        kind = state["Type"]
+        ctx = self._context(name)
+        if kind not in ("Task", "Parallel"):
+            return self._flow_state(name, state, doc, ctx)
+        try:
+            if kind == "Task":
+                result = self._task(name, state, doc, ctx)
+            elif kind == "Parallel":
+                result = [
+                    self._branch(branch, self._input(state, doc, ctx))
+                    for branch in state["Branches"]
+                ]
+            else:
+                raise DriftloopError(f"step functions: state type {kind} is not played locally")
+        except Exception as exc:  # noqa: BLE001 - Catch clauses decide, as in Step Functions
+            error = {
+                "Error": type(exc).__name__,
+                "Cause": " ".join(str(exc).split())[:500] or type(exc).__name__,
+            }
+            for catch in state.get("Catch", []):
+                if {"States.ALL", error["Error"]} & set(catch.get("ErrorEquals", [])):
+                    self.run.progress.event(f"  retraining step {name} failed: {error['Cause']}")
+                    return _set_path(doc, catch.get("ResultPath", "$"), error), catch["Next"]
+            raise
+        return self._output(state, doc, result), self._next(state)
+
+    def _branch(self, branch: dict[str, Any], doc: Any) -> Any:
+        name: str | None = branch["StartAt"]
+        while name is not None:
+            doc, name = self._run_state(name, branch["States"][name], doc)
+        return doc
+
+    @staticmethod
+    def _next(state: dict[str, Any]) -> str | None:
+        return None if state.get("End") else state.get("Next")
+
+    def _input(self, state: dict[str, Any], doc: Any, ctx: dict[str, Any]) -> Any:
+        value = json_path(doc, state["InputPath"], ctx) if state.get("InputPath") else doc
+        if "Parameters" in state:
+            value = render_parameters(state["Parameters"], value, ctx)
+        return value
+
+    def _output(self, state: dict[str, Any], doc: Any, result: Any) -> Any:
+        if "ResultSelector" in state:
+            result = render_parameters(state["ResultSelector"], result, {})
+        out = _set_path(doc, state["ResultPath"] if "ResultPath" in state else "$", result)
+        path = state.get("OutputPath", "$")
+        return json_path(out, path) if path not in (None, "$") else out
+
+    def _task(self, name: str, state: dict[str, Any], doc: Any, ctx: dict[str, Any]) -> Any:
+        run = self.run
+        resource = str(state["Resource"])
+        payload = self._input(state, doc, ctx)
+        if (
+            ":lambda:" in resource
+            and ":function:" in resource
+            or resource.endswith(":lambda:invoke")
+        ):
+            arn = (
+                str(payload.pop("FunctionName"))
+                if resource.endswith(":lambda:invoke")
+                else (resource)
+            )
+            if resource.endswith(":lambda:invoke"):
+                payload = payload.get("Payload", doc)
+            handler = run.dep.function_arns.get(arn.split(":$")[0])
+            if handler is None:
+                raise DriftloopError(f"step functions: {name} calls {arn}, no known function")
+            result = run.handlers.invoke(handler, payload)
+            run.start_deployments()
+            return (
+                {"Payload": result, "StatusCode": 200}
+                if resource.endswith(":lambda:invoke")
+                else result
+            )
+        if resource.endswith(":sagemaker:createTrainingJob.sync"):
+            return run.train_request(payload)
+        if resource.endswith(":sagemaker:createProcessingJob.sync"):
+            return run.processing_request(payload)
+        if resource.endswith(":sns:publish"):
+            return run.publish(payload)
+        if resource.endswith(":events:putEvents"):
+            # Step Functions serializes an object Detail; the API takes a string.
+            entries = [
+                {
+                    **e,
+                    "Detail": e["Detail"]
+                    if isinstance(e.get("Detail"), str)
+                    else json.dumps(e.get("Detail", {})),
+                }
+                for e in payload["Entries"]
+            ]
+            return dict(run.aws.client("events").put_events(Entries=entries))
+        raise DriftloopError(f"step functions: resource {resource} is not played locally")
+
+
 def _tar_member(s3: Any, bucket: str, key: str, member: str) -> bytes:
     import tarfile
 
@@ -1687,7 +1900,7 @@ class DemoRun:
         self.clock = SimClock(options.start)
         self.ledger = Ledger()
         self.timings: dict[str, float] = {}
-        self.executions: list[RetrainExecution] = []
+        self.executions: list[Any] = []
         self.pending_updates: dict[str, Any] = {}
         self.deploy_wait_seconds = DEFAULT_DEPLOY_WAIT_SECONDS
         # set in run()
@@ -1940,6 +2153,61 @@ class DemoRun:
         )
         self._timed("retraining: evaluate", started)
 
+    def train_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """createTrainingJob.sync: record the job on moto, run it locally, describe it."""
+        from driftloop.local.training import run_training_job_request
+
+        started = time.perf_counter()
+        with contextlib.suppress(Exception):
+            self.aws.client("sagemaker").create_training_job(**request)
+        # The source dir is the CDK's file asset of training/ (no asset bucket exists on
+        # moto); the local runner uses the same files from training/.
+        job = run_training_job_request(request, s3_client=self.s3, env={"OMP_NUM_THREADS": "1"})
+        self._timed("retraining: train", started)
+        return {
+            "TrainingJobName": job.job_name,
+            "TrainingJobStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": job.model_data_url},
+            "FinalMetricDataList": [
+                {"MetricName": k, "Value": v} for k, v in sorted(job.metrics.items())
+            ],
+            "HyperParameters": request.get("HyperParameters", {}),
+        }
+
+    def processing_request(self, request: dict[str, Any]) -> dict[str, Any]:
+        """createProcessingJob.sync: run the evaluation script locally."""
+        from driftloop.local.training import TRAINING_DIR, run_processing_job_request
+
+        started = time.perf_counter()
+        request = dict(request)
+        # The "code" input is the CDK's file asset of training/evaluate.py (no asset
+        # bucket on moto): the runner takes the script from training/ instead.
+        request["ProcessingInputs"] = [
+            i for i in request.get("ProcessingInputs", []) if i.get("InputName") != "code"
+        ]
+        job = run_processing_job_request(
+            request,
+            s3_client=self.s3,
+            script=TRAINING_DIR / "evaluate.py",
+            env={"OMP_NUM_THREADS": "1"},
+        )
+        self._timed("retraining: evaluate", started)
+        return {
+            "ProcessingJobName": job.job_name,
+            "ProcessingJobStatus": "Completed",
+            "ProcessingOutputConfig": request.get("ProcessingOutputConfig", {}),
+        }
+
+    def publish(self, request: dict[str, Any]) -> dict[str, Any]:
+        """sns:publish to the alerts topic on moto (created on first use)."""
+        sns = self.aws.client("sns")
+        topic = str(request["TopicArn"])
+        topic = sns.create_topic(Name=topic.rsplit(":", 1)[-1])["TopicArn"]
+        kwargs = {"TopicArn": topic, "Message": str(request.get("Message", ""))}
+        if request.get("Subject"):
+            kwargs["Subject"] = str(request["Subject"])[:100]
+        return dict(sns.publish(**kwargs))
+
     def on_rejected(self, execution: RetrainExecution) -> None:
         decision = execution.doc.get("decision") or {}
         self.ledger.retrainings[-1].update(outcome="rejected", decision=decision)
@@ -2133,7 +2401,12 @@ class DemoRun:
     def start_execution(self, arn: str, event: dict[str, Any]) -> None:
         sfn = self.aws.client("stepfunctions")
         document = json.loads(sfn.describe_execution(executionArn=arn)["input"])
-        execution = RetrainExecution(self, arn, document, self.clock.now())
+        execution: Any
+        definition = self.dep.state_machine_definition
+        if definition and "States" in definition:
+            execution = DefinitionExecution(self, arn, document, self.clock.now(), definition)
+        else:
+            execution = RetrainExecution(self, arn, document, self.clock.now())
         self.executions.append(execution)
         self.ledger.retrainings.append(
             {
@@ -2158,15 +2431,30 @@ class DemoRun:
             if execution.done:
                 self._finish_execution(execution)
 
-    def _finish_execution(self, execution: RetrainExecution) -> None:
+    def _finish_execution(self, execution: Any) -> None:
         doc = execution.doc
         record = self.ledger.retrainings[self.executions.index(execution)]
+        decision = doc.get("decision") or {}
+        status = (doc.get("deployment") or {}).get("status")
+        if execution.outcome != "failed":
+            execution.outcome = status or (
+                "rejected"
+                if decision and not decision.get("deploy")
+                else execution.outcome or "finished"
+            )
+        if execution.outcome == "rejected" and isinstance(execution, DefinitionExecution):
+            self.event("rejected", f"challenger rejected: {decision.get('reason', '')}")
+        if execution.outcome == "failed":
+            cause = (doc.get("error") or {}).get("Cause", "") if isinstance(doc, dict) else ""
+            self.event("failed", f"retraining {execution.run_id} failed: {cause}")
         record.update(
             outcome=execution.outcome or "finished",
             finished=iso(self.clock.now()),
             decision=doc.get("decision"),
             snapshot=doc.get("snapshot"),
             evaluation=doc.get("evaluation"),
+            evaluation_uri=doc.get("evaluation_uri"),
+            model_name=(doc.get("deployment") or {}).get("model_name"),
             steps=[s.name for s in execution.history],
             model_package_arn=doc.get("model_package_arn"),
         )
@@ -2189,6 +2477,8 @@ class DemoRun:
         frame = traffic.frame
         for r in range(first, last):
             self.clock.advance_to(traffic.request_times[r])
+            if any(not e.done for e in self.executions):
+                self.advance_executions()  # a Wait state may end before this request
             sent = self.fleet.send(bodies[r])
             n_rows = int(traffic.request_starts[r + 1] - traffic.request_starts[r])
             if not sent.ok or len(sent.scores) != n_rows:
@@ -2418,6 +2708,8 @@ class DemoRun:
                 "state_machine": self.dep.state_machine_arn,
                 "settings": self.dep.settings,
                 "objects": counts,
+                "schedules": {spec.handler: spec.expression for spec in self.dep.schedules},
+                "state_machine_definition": self.dep.state_machine_definition,
             },
             "features": list(traffic.features),
             "drift_share_threshold": _drift_share_threshold(self.dep),
