@@ -34,8 +34,11 @@ MARKERS: dict[str, tuple[str, str]] = {
     "quality": ("#b45309", "quality degraded"),
     "retrain_started": ("#ea580c", "retraining started"),
     "rejected": ("#7c3aed", "challenger rejected"),
+    "deploy_started": ("#65a30d", "canary started"),
     "deployed": ("#16a34a", "challenger deployed"),
     "rollback": ("#111827", "rolled back"),
+    "suppressed": ("#9ca3af", "retraining held (cooldown)"),
+    "failed": ("#be123c", "retraining failed"),
 }
 MODEL_COLOURS = ("#3b82f6", "#10b981", "#f59e0b", "#8b5cf6", "#ec4899", "#14b8a6")
 
