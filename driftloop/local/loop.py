@@ -32,7 +32,7 @@ import tempfile
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -2607,7 +2607,7 @@ class DemoRun:
             f"{traffic.n_requests} requests ({options.rows_per_request} rows each), drift onset "
             f"on day {options.onset}; output in {out}"
         )
-        with MotoServer() as aws, aws.environment():
+        with MotoServer() as aws, aws.environment(), _fresh_lambda_clients():
             self.aws = aws
             self.s3 = aws.client("s3")
             self.progress.info(f"moto (AWS API) on {aws.endpoint_url}")
@@ -2739,6 +2739,20 @@ class DemoRun:
             "summary": summary,
             "timings_s": {k: round(v, 2) for k, v in self.timings.items()},
         }
+
+
+@contextlib.contextmanager
+def _fresh_lambda_clients() -> Iterator[None]:
+    """The handlers cache boto3 clients per process (as a warm Lambda does): drop them
+    before the run, so they are made against this moto server, and after it, so nothing
+    later in the process talks to a server that has stopped."""
+    from lambdas import _aws
+
+    _aws.reset_clients()
+    try:
+        yield
+    finally:
+        _aws.reset_clients()
 
 
 def _ns(column: Any) -> np.ndarray:
