@@ -2460,21 +2460,21 @@ class DemoRun:
         )
         # The execution ends on moto too, so the trigger's running-execution check sees it.
         with contextlib.suppress(Exception):
+            from moto.core.utils import utcnow
             from moto.stepfunctions.models import stepfunctions_backends
 
             backend = stepfunctions_backends[MOTO_ACCOUNT_ID][self.aws.region]
             machine = backend.describe_state_machine(self.dep.state_machine_arn)
             for run in machine.executions:
                 if run.execution_arn == execution.arn:
-                    run.status = "SUCCEEDED"
+                    run.status = "FAILED" if execution.outcome == "failed" else "SUCCEEDED"
                     run.output = json.dumps(doc, default=str)
-                    run.stop_date = run.start_date
+                    run.stop_date = utcnow()
 
     # -- traffic and late labels -----------------------------------------------------
 
     def send_requests(self, traffic: Traffic, first: int, last: int, bodies: list[bytes]) -> None:
         """Send requests [first, last) in time order; remember each row's eventId."""
-        frame = traffic.frame
         for r in range(first, last):
             self.clock.advance_to(traffic.request_times[r])
             if any(not e.done for e in self.executions):
@@ -2491,7 +2491,6 @@ class DemoRun:
             self.ledger.traffic[bucket][sent.model_name] += n_rows
             if self.fleet.deployment is not None:
                 self.poll_deployment()
-        del frame
 
     def upload_labels(self, traffic: Traffic, hour: datetime, rows: np.ndarray) -> None:
         """Labels that arrived during `hour`, as one ground-truth file in its folder."""
@@ -2769,12 +2768,9 @@ def _floor(when: datetime, hours: int) -> datetime:
 
 def _request_bodies(traffic: Traffic) -> list[bytes]:
     """Each request's CSV body (no header, schema order), built once up front."""
-    import pandas as pd
-
     frame = traffic.frame[list(traffic.features)]
     text = frame.to_csv(header=False, index=False, lineterminator="\n")
     lines = text.encode().split(b"\n")[:-1]
-    del pd
     starts = traffic.request_starts
     return [b"\n".join(lines[starts[i] : starts[i + 1]]) + b"\n" for i in range(len(starts) - 1)]
 
@@ -2865,6 +2861,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except DriftloopError as exc:
         progress.always(f"driftloop demo: {exc}")
         return 2
+    except Exception as exc:  # noqa: BLE001 - one line for the user, the trace in a file
+        import traceback
+
+        log = options.out.resolve() / "logs" / "error.log"
+        with contextlib.suppress(OSError):
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text(traceback.format_exc(), encoding="utf-8")
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        progress.always(
+            f"driftloop demo: failed: {type(exc).__name__}: {first} (traceback in {log})"
+        )
+        return 1
     progress.always(summary_table(metrics))
     out = options.out.resolve()
     progress.always(
