@@ -314,8 +314,12 @@ class SageMakerDeploymentEngine:
                 )
             with engine._lock:
                 engine.requests.append(
-                    UpdateRequest(name, endpoint.endpoint_config_name, config,
-                                  response._get_param("DeploymentConfig") or {})
+                    UpdateRequest(
+                        name,
+                        endpoint.endpoint_config_name,
+                        config,
+                        response._get_param("DeploymentConfig") or {},
+                    )
                 )
             endpoint.endpoint_status = "Updating"
             return ActionResult({"EndpointArn": endpoint.arn})
