@@ -1233,7 +1233,9 @@ class Handlers:
 # ---------------------------------------------------------------------------------------
 
 
-def mirror_buckets(aws: MotoServer, buckets: dict[str, str], out: Path) -> dict[str, int]:
+def mirror_buckets(
+    aws: MotoServer, buckets: dict[str, str], out: Path, progress: Progress | None = None
+) -> dict[str, int]:
     """Copy every object of every bucket to out/buckets/{role}/{key}; counts per bucket.
 
     The objects are read from moto's in-process S3 backend (the server runs in this
@@ -1266,6 +1268,8 @@ def mirror_buckets(aws: MotoServer, buckets: dict[str, str], out: Path) -> dict[
                 target.write_bytes(body)
                 n += 1
         counts[role] = n
+        if progress is not None:
+            progress.advance(1, f"{role}: {n} objects")
     return counts
 
 
@@ -2579,10 +2583,10 @@ class DemoRun:
             self.fleet.flush()
             self.advance_executions()
             self.poll_deployment()
-            day = h // 24
-            self.progress.advance(
-                1, suffix=f"day {day}/{options.days}  {self.ledger.requests_sent} requests"
+            where = (
+                f"day {h // 24}/{options.days}" if hour < options.end else "last windows and labels"
             )
+            self.progress.advance(1, suffix=f"{where}  {self.ledger.requests_sent} requests")
         self.progress.end_phase()
         if request != traffic.n_requests or label_pos != traffic.n_rows:
             raise DriftloopError(
@@ -2613,13 +2617,18 @@ class DemoRun:
             self.engine = SageMakerDeploymentEngine()
             self.engine.install(MOTO_ACCOUNT_ID, aws.region)
             try:
+                self.progress.phase("set-up", 3)
                 self.provision()
+                self.progress.advance(1, "resources")
                 self.handlers = Handlers(self.dep, aws.region, out / "logs" / "lambdas.log")
                 self.fleet = Fleet(aws, self.dep, self.clock, options.seed)
                 try:
                     with tempfile.TemporaryDirectory(prefix="driftloop-demo-") as tmp:
                         self.upload_initial_data(Path(tmp))
+                    self.progress.advance(1, "initial data")
                     self.seed_model()
+                    self.progress.advance(1, "seed model serving")
+                    self.progress.end_phase()
                     started = time.perf_counter()
                     self.replay(traffic)
                     self._timed("replay", started)
@@ -2627,7 +2636,9 @@ class DemoRun:
                     self.fleet.close()
                     self.handlers.close()
                 started = time.perf_counter()
-                counts = mirror_buckets(aws, self.dep.buckets, out)
+                self.progress.phase("mirror", len(self.dep.buckets))
+                counts = mirror_buckets(aws, self.dep.buckets, out, self.progress)
+                self.progress.end_phase()
                 captured = count_capture(out / "buckets" / "capture")
                 self._timed("mirror", started)
             finally:
