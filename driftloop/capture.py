@@ -515,13 +515,20 @@ class _Fields:
 class _ChunkParser:
     """Parses one chunk of capture lines into rows; the per-file state lives here."""
 
-    def __init__(self, schema: Schema, malformed: MalformedLog, name: str) -> None:
+    def __init__(
+        self,
+        schema: Schema,
+        malformed: MalformedLog,
+        name: str,
+        arrow: _ArrowCsv | None = None,
+    ) -> None:
         self.schema = schema
         self.malformed = malformed
         self.name = name
         self.n_features = len(schema.features)
         self.cat_mask = [schema.is_categorical(f) for f in schema.features]
         self.time_cache: dict[str, int] = {}
+        self.arrow = arrow
 
     # ---- pulling the fields out of the JSON lines
     def parse(self, lines: list[bytes], first_lineno: int) -> FeatureBatch | None:
@@ -828,6 +835,16 @@ class _ChunkParser:
                 f"{self.name}:{linenos[recs[int(blk.row_payload[br])]]}",
                 f"{int(blk.n_commas[br]) + 1} fields, expected {F}",
             )
+        if self.arrow is not None and len(good) and good.all():
+            # Every row has the right field count: arrow may parse the whole block at
+            # once; when it declines (a value it cannot take exactly as float() would),
+            # the numpy path below does the block and its per-row accounting.
+            arrow_cols = self.arrow.columns(blk)
+            if arrow_cols is not None:
+                rows.vec_cols.append(arrow_cols)
+                rows.vec_rec.append(rec_arr[blk.row_payload])
+                rows.vec_idx.append(blk.row_index)
+                return
         starts, ends = blk.field_bounds(good, F)
         g_payload = blk.row_payload[good]
         g_index = blk.row_index[good]
@@ -1143,6 +1160,7 @@ class _CsvBlock:
     def __init__(self, raw: bytes, p_starts: np.ndarray) -> None:
         """`raw` holds the payloads separated by newlines; `p_starts` their byte offsets."""
         self.raw = raw
+        self.joined = True  # raw is exactly the payloads joined by newlines
         buf = np.frombuffer(raw, dtype=np.uint8)
         self.buf = buf
         n = len(buf)
@@ -1178,6 +1196,7 @@ class _CsvBlock:
         """
         blk = cls.__new__(cls)
         blk.raw = raw
+        blk.joined = False
         blk.buf = buf
         blk.p_starts = starts
         blk.p_ends = ends
@@ -1406,6 +1425,119 @@ class _CsvBlock:
 # --------------------------------------------------------------------------- the reader
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+
+
+class _ArrowCsv:
+    """Blocks of CSV payload rows parsed by pyarrow's CSV reader (one thread).
+
+    Only blocks whose every row has the schema's field count get here, and the result
+    is used only if arrow reads every value: a numeric value arrow rejects (spaces
+    other than blanks and tabs, "1_000", unicode digits, ...) sends the whole block back
+    to the numpy path, so what is kept, dropped and counted never depends on the
+    engine. Where arrow is more lenient than float() ("nan(...)") or differs from the
+    numpy path (a leading byte-order mark, which arrow skips), the block is declined up
+    front. Empty fields are missing values in both engines; "nan" is a float NaN in
+    numeric columns and the string "nan" in categorical ones, as in the numpy path.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        import pyarrow as pa
+        import pyarrow.csv as pa_csv
+
+        self.pa = pa
+        self.names = [f"c{j}" for j in range(len(schema.features))]
+        self.features = list(schema.features)
+        self.categorical = [schema.is_categorical(f) for f in schema.features]
+        types = {
+            n: (pa.dictionary(pa.int32(), pa.string()) if cat else pa.float64())
+            for n, cat in zip(self.names, self.categorical, strict=True)
+        }
+        self.read_csv = pa_csv.read_csv
+        self.read_options = pa_csv.ReadOptions
+        self.parse_options = pa_csv.ParseOptions(
+            delimiter=",",
+            quote_char=False,
+            double_quote=False,
+            escape_char=False,
+            newlines_in_values=False,
+            ignore_empty_lines=True,
+        )
+        self.convert_options = pa_csv.ConvertOptions(
+            column_types=types,
+            null_values=[""],
+            true_values=[],
+            false_values=[],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            check_utf8=True,
+        )
+
+    def columns(self, blk: _CsvBlock) -> dict[str, np.ndarray] | None:
+        """Columns of every row of blk in row order, or None to use the numpy path."""
+        n_rows = len(blk.row_starts)
+        if blk.joined:
+            data = blk.raw  # the payloads joined by newlines; rows are its non-empty lines
+        else:
+            data = _cut(blk.buf, blk.row_starts, blk.row_ends).tobytes()
+        if data.startswith(_UTF8_BOM) or b"(" in data:
+            return None
+        pa = self.pa
+        try:
+            table = self.read_csv(
+                pa.py_buffer(data),
+                read_options=self.read_options(
+                    use_threads=False,
+                    column_names=self.names,
+                    block_size=max(len(data) + 1, 1 << 16),
+                ),
+                parse_options=self.parse_options,
+                convert_options=self.convert_options,
+            )
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+            return None
+        if table.num_rows != n_rows:
+            return None
+        out: dict[str, np.ndarray] = {}
+        for j, fname in enumerate(self.features):
+            col = table.column(j)
+            if self.categorical[j]:
+                out[fname] = self._strings(col, n_rows)
+            else:
+                out[fname] = np.array(col.to_numpy(), dtype=np.float64)
+        return out
+
+    def _strings(self, col: Any, n_rows: int) -> np.ndarray:
+        """Object array of str (None for missing) from a dictionary-encoded column."""
+        pa = self.pa
+        chunks = col.unify_dictionaries().chunks if col.num_chunks > 1 else col.chunks
+        out = np.empty(n_rows, dtype=object)
+        at = 0
+        for chunk in chunks:
+            words = chunk.dictionary.to_pylist()
+            lookup = np.empty(len(words) + 1, dtype=object)
+            lookup[: len(words)] = words
+            lookup[len(words)] = None
+            idx = chunk.indices.fill_null(pa.scalar(len(words), pa.int32())).to_numpy()
+            out[at : at + len(chunk)] = lookup[idx]
+            at += len(chunk)
+        return out
+
+
+def _arrow_engine(engine: str, schema: Schema) -> _ArrowCsv | None:
+    """The arrow payload parser for `engine`, or None for the numpy path."""
+    if engine not in ("auto", "numpy", "arrow"):
+        raise DriftloopError(f"engine must be auto, numpy or arrow, not {engine!r}")
+    if engine == "numpy" or not schema.features:
+        return None
+    try:
+        return _ArrowCsv(schema)
+    except ImportError as exc:
+        if engine == "arrow":
+            raise DriftloopError(f"engine='arrow' needs pyarrow ({exc})") from exc
+        return None
+
+
 def _iter_line_chunks(fh: IO[bytes], n: int) -> Iterator[list[bytes]]:
     """Lists of up to n lines (without their newlines), using only fh.read().
 
@@ -1455,15 +1587,22 @@ def read_capture(
     chunk_rows: int = 65536,
     malformed: MalformedLog,
     name: str | None = None,
+    engine: str = "auto",
 ) -> Iterator[FeatureBatch]:
     """Stream a capture file as FeatureBatch chunks of at most `chunk_rows` rows.
 
     `source` is a path or a binary file object. Bad lines and rows are counted in
     `malformed` (reasons in this module's docstring) and skipped; this never raises on
     bad content. A missing file is a DriftloopError.
+
+    `engine` picks the parser of CSV payload values: "numpy" (numpy and orjson only),
+    "arrow" (pyarrow's CSV reader for blocks of well-formed rows, numpy for the rest;
+    a DriftloopError if pyarrow is missing) or "auto" (arrow when pyarrow imports,
+    else numpy). Both give the same batches and the same malformed counts.
     """
     if chunk_rows < 1:
         raise DriftloopError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    arrow = _arrow_engine(engine, schema)
     if isinstance(source, str | Path):
         path = Path(source)
         label = name or str(path)
@@ -1472,16 +1611,21 @@ def read_capture(
         except OSError as exc:
             raise DriftloopError(f"{path}: cannot open capture file ({exc.strerror})") from exc
         with fh:
-            yield from _read_stream(fh, schema, chunk_rows, malformed, label)
+            yield from _read_stream(fh, schema, chunk_rows, malformed, label, arrow)
     else:
         label = name or str(getattr(source, "name", "<stream>"))
-        yield from _read_stream(source, schema, chunk_rows, malformed, label)
+        yield from _read_stream(source, schema, chunk_rows, malformed, label, arrow)
 
 
 def _read_stream(
-    fh: IO[bytes], schema: Schema, chunk_rows: int, malformed: MalformedLog, name: str
+    fh: IO[bytes],
+    schema: Schema,
+    chunk_rows: int,
+    malformed: MalformedLog,
+    name: str,
+    arrow: _ArrowCsv | None,
 ) -> Iterator[FeatureBatch]:
-    parser = _ChunkParser(schema, malformed, name)
+    parser = _ChunkParser(schema, malformed, name, arrow)
     lineno = 1
     for lines in _iter_line_chunks(fh, chunk_rows):
         batch = parser.parse(lines, lineno)

@@ -1,0 +1,211 @@
+"""The arrow and numpy engines of the capture reader give identical batches and counts.
+
+The arrow engine only replaces how blocks of well-formed CSV payload rows become
+columns; every decision about what is kept, dropped and counted must stay the numpy
+path's. These tests read the same bytes with both engines and compare everything a
+FeatureBatch holds plus the MalformedLog (counts and examples), on the fixtures of the
+other capture tests and on hypothesis-generated input aimed at number parsing.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import driftloop.capture as capture_module
+from driftloop.batch import FeatureBatch
+from driftloop.capture import encode_capture_record, read_capture
+from driftloop.errors import DriftloopError, MalformedLog
+from driftloop.schema import Schema
+from tests.unit.test_capture import (
+    AWS_DOC_LINE,
+    GOOD,
+    SCHEMA,
+    T0,
+    assert_same,
+    concat,
+    mixed_file,
+    record,
+)
+from tests.unit.test_capture_fuzz import SCHEMA as FUZZ_SCHEMA
+from tests.unit.test_capture_fuzz import lines_strategy
+
+pytest.importorskip("pyarrow")
+
+WIDE = Schema(features=("n0", "n1", "n2", "k0", "n3", "k1"), categorical=frozenset({"k0", "k1"}))
+
+
+def read(
+    blob: bytes, engine: str, schema: Schema = SCHEMA, chunk_rows: int = 65536
+) -> tuple[FeatureBatch | None, MalformedLog]:
+    log = MalformedLog()
+    batches = list(
+        read_capture(
+            io.BytesIO(blob),
+            schema=schema,
+            malformed=log,
+            name="f.jsonl",
+            chunk_rows=chunk_rows,
+            engine=engine,
+        )
+    )
+    return concat(batches, schema), log
+
+
+def assert_engines_agree(blob: bytes, schema: Schema = SCHEMA, chunk_rows: int = 65536) -> None:
+    a, log_a = read(blob, "numpy", schema, chunk_rows)
+    b, log_b = read(blob, "arrow", schema, chunk_rows)
+    assert_same(a, b)
+    assert log_a.by_reason == log_b.by_reason
+    assert log_a.examples == log_b.examples
+
+
+def exact_lines(payloads: list[str], outputs: list[str] | None = None) -> bytes:
+    """Records in SageMaker's exact layout (the byte-level path), one per payload."""
+    return b"".join(
+        encode_capture_record(
+            input_data=p.encode("utf-8", "surrogatepass"),
+            input_content_type="text/csv",
+            output_data=(outputs[i] if outputs else "0.5").encode(),
+            output_content_type="text/csv",
+            event_id=f"ev-{i}",
+            inference_time=T0 + timedelta(seconds=i),
+        )
+        for i, p in enumerate(payloads)
+    )
+
+
+@pytest.fixture
+def arrow_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each call of the arrow block parser produced columns (True) or declined."""
+    calls: list[bool] = []
+    original = capture_module._ArrowCsv.columns
+
+    def spy(self: Any, blk: Any) -> Any:
+        out = original(self, blk)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture_module._ArrowCsv, "columns", spy)
+    return calls
+
+
+def test_arrow_parses_clean_blocks_on_both_csv_paths(arrow_calls: list[bool]) -> None:
+    # Given exact-layout records and the same records with a space at the end (JSON path),
+    # with missing values, nan, inf, signs, exponents and non-ASCII categories
+    payloads = [
+        f"{i * 1.25},{'' if i % 5 == 0 else -i},{'nan' if i % 7 == 0 else '1e-3'},"
+        f"{['café', '', 'nan', 'x y'][i % 4]},{'inf' if i % 9 == 0 else '+.5'},k{i % 3}"
+        for i in range(60)
+    ]
+    exact = exact_lines(payloads)
+    spaced = b"".join(line + b" \n" for line in exact.split(b"\n")[:-1])
+    for blob in (exact, spaced):
+        # When both engines read it
+        assert_engines_agree(blob, WIDE)
+    # Then arrow really did parse the blocks (both paths, both times the arrow engine ran)
+    assert arrow_calls == [True, True]
+    batch, log = read(exact, "arrow", WIDE)
+    assert log.total == 0 and batch is not None
+    assert batch.columns["k0"].tolist()[:4] == ["café", None, "nan", "x y"]
+    assert batch.columns["n1"].tolist()[:2] == [pytest.approx(float("nan"), nan_ok=True), -1.0]
+
+
+def test_arrow_declines_blocks_it_would_read_differently(arrow_calls: list[bool]) -> None:
+    # Given blocks each holding one value arrow reads unlike float() (or not at all)
+    for odd in ("nan(1)", "1_000", " ", "1 2", "\u0661", "0x10", "abc"):
+        blob = exact_lines(["1,2,3,a,4,b", f"1,2,{odd},a,4,b", "5,6,7,c,8,d"])
+        arrow_calls.clear()
+        # When both engines read it
+        assert_engines_agree(blob, WIDE)
+        # Then arrow declined and the numpy path decided (same rows and counts)
+        assert arrow_calls == [False], odd
+    bom = exact_lines(["\ufeff1,2,3,a,4,b", "5,6,7,c,8,d"])
+    arrow_calls.clear()
+    assert_engines_agree(bom, WIDE)
+    assert arrow_calls == [False]
+
+
+def test_engines_agree_on_the_capture_fixtures() -> None:
+    # Given the fixtures of the other capture tests: the AWS documentation line, a file
+    # mixing every path, and each malformed case between two good records
+    blobs = [mixed_file(), GOOD * 3]
+    bad_lines = [
+        record(""),
+        record("1,2"),
+        record("1,abc,a"),
+        record("1,2,a\n3,4\n5,6,c", "0.1\n0.2\n0.3"),
+        record("1,2,a\n\n3,4,b", "0.1\n0.2"),
+        record("1,2,a", "zero point five"),
+        record("1,2,a\n3,4,b", "0.1"),
+        record("nan,,", "0.1"),
+        record("inf,-inf,x", "0.1"),
+    ]
+    blobs += [GOOD + line + GOOD for line in bad_lines]
+    for chunk_rows in (1, 7, 65536):
+        for blob in blobs:
+            # When both engines read it, whole or in small chunks
+            # Then batches, counts and examples are identical
+            assert_engines_agree(blob, SCHEMA, chunk_rows)
+    doc_schema = Schema(features=tuple(f"f{i}" for i in range(69)))
+    assert_engines_agree(AWS_DOC_LINE.encode() + b"\n", doc_schema)
+
+
+def test_engine_choice() -> None:
+    # Given a good record
+    # When the engine is unknown, Then a clear error
+    with pytest.raises(DriftloopError, match="engine must be"):
+        read(GOOD, "pandas")
+
+
+def test_arrow_engine_without_pyarrow(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given pyarrow cannot be imported (as in the Lambda bundle)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)
+    monkeypatch.setitem(sys.modules, "pyarrow.csv", None)
+    # When the arrow engine is asked for, Then a one-line error; auto quietly uses numpy
+    with pytest.raises(DriftloopError, match="needs pyarrow"):
+        read(GOOD, "arrow")
+    batch, log = read(GOOD * 2, "auto")
+    assert log.total == 0 and batch is not None and batch.n_rows == 2
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(lines=lines_strategy, chunk_rows=st.integers(1, 5))
+def test_engines_agree_on_fuzzed_files(lines: list[bytes], chunk_rows: int) -> None:
+    # Given a file of valid, mutated and random lines (the reader's fuzz input)
+    blob = b"\n".join(lines) + b"\n"
+    # When both engines read it, Then everything they return and count is identical
+    assert_engines_agree(blob, FUZZ_SCHEMA, chunk_rows)
+
+
+token = st.one_of(
+    st.sampled_from(
+        ["", "nan", "NaN", "-nan", "inf", "-Infinity", "1e999", "+1", ".5", "5.", "-0", "1e-400"]
+    ),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.text(alphabet="0123456789.eE+-_ (n)aixf\t", max_size=8),
+    st.text(max_size=4).filter(lambda t: all(c not in t for c in ',\n\r"\\')),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    rows=st.lists(st.lists(token, min_size=6, max_size=6), min_size=1, max_size=8),
+    multi=st.booleans(),
+)
+def test_engines_agree_on_fuzzed_values(rows: list[list[str]], multi: bool) -> None:
+    # Given records whose values are odd number spellings, junk and unicode, one row per
+    # record (exact layout) or all rows in one multi-row record (JSON path)
+    texts = [",".join(r) for r in rows]
+    if multi:
+        blob = record("\n".join(texts), "\n".join("0.5" for _ in texts))
+    else:
+        blob = exact_lines(texts)
+    # When both engines read it, Then they agree on every value and count
+    assert_engines_agree(blob, WIDE)
