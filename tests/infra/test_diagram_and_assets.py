@@ -23,12 +23,13 @@ from tests.infra.conftest import ROOT, Synth
 pytestmark = [pytest.mark.infra, pytest.mark.xdist_group("cdk")]
 
 
-def test_doc_diagram_equals_a_fresh_render(synth: Synth) -> None:
-    # Given the diagram in docs/retraining.md and the synthesized definition
-    doc = (ROOT / "docs" / "retraining.md").read_text()
+@pytest.mark.parametrize("page", ["docs/retraining.md", "README.md"])
+def test_doc_diagram_equals_a_fresh_render(synth: Synth, page: str) -> None:
+    # Given the diagram on the page and the synthesized definition
+    doc = (ROOT / page).read_text()
     fresh = render_block(definition_from_template(synth.templates["retraining"]))
-    # Then they are the same (regenerate: python -m infra.diagram docs/retraining.md)
-    assert extract_block(doc, "docs/retraining.md") == fresh
+    # Then they are the same (regenerate: python -m infra.diagram PAGE)
+    assert extract_block(doc, page) == fresh
 
 
 def test_render_draws_states_choices_and_catches() -> None:
