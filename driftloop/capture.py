@@ -46,6 +46,7 @@ import io
 import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
 from typing import IO, Any
 
@@ -416,7 +417,28 @@ class _Template:
         self.var_index = [i for i, t in enumerate(strings) if t == _MARK.encode()]
         self.roles = dict(zip(roles, self.var_index, strict=True))
         self.skeleton = line.replace(_MARK.encode(), b"") + b"\n"
-        self.segment_lengths = np.array([len(x) for x in (line + b"\n").split(_MARK.encode())])
+        pieces = (line + b"\n").split(_MARK.encode())
+        self.segment_lengths = np.array([len(x) for x in pieces])
+        # The skeleton as 8-byte words (segment, offset in segment, value, mask): a line's
+        # skeleton is checked by comparing these words at its segments' starts, which
+        # reads ~8x fewer elements than comparing byte by byte. A segment shorter than 8
+        # bytes is one masked word; longer ones are covered by (overlapping) whole words.
+        words: list[tuple[int, int, int, int]] = []
+        for j, piece in enumerate(pieces):
+            if len(piece) < 8:
+                padded = piece + bytes(8 - len(piece))
+                mask = (1 << (8 * len(piece))) - 1
+                words.append((j, 0, int.from_bytes(padded, "little"), mask))
+                continue
+            offsets = list(range(0, len(piece) - 7, 8))
+            if offsets[-1] != len(piece) - 8:
+                offsets.append(len(piece) - 8)
+            for o in offsets:
+                words.append((j, o, int.from_bytes(piece[o : o + 8], "little"), (1 << 64) - 1))
+        self.word_segment = np.array([w[0] for w in words], dtype=np.int64)
+        self.word_offset = np.array([w[1] for w in words], dtype=np.int64)
+        self.word_value = np.array([w[2] for w in words], dtype=np.uint64)
+        self.word_mask = np.array([w[3] for w in words], dtype=np.uint64)
         self.with_output = with_output
         self.with_inference_id = with_inference_id
 
@@ -486,10 +508,13 @@ def _match_layout(
     tmpl = _TEMPLATES.get(len(quotes) // n) if len(quotes) % n == 0 else None
     if tmpl is None:
         return None
-    per_line = np.diff(np.searchsorted(quotes, nl), prepend=0)
-    if not (per_line == tmpl.quotes).all():
+    q = quotes.reshape(n, tmpl.quotes)
+    # Row i of q holds quotes Q*i .. Q*i+Q-1; all of them lie on line i (after the
+    # previous newline, before this one) exactly when every line has Q quotes, since
+    # there are n*Q quotes in all.
+    if not (q[:, -1] < nl).all() or not (q[1:, 0] > nl[:-1]).all():
         return None
-    return buf, quotes.reshape(n, tmpl.quotes), tmpl, nl
+    return buf, q, tmpl, nl
 
 
 def _strings(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> list[str]:
@@ -598,7 +623,12 @@ class _ChunkParser:
         seg_e = np.concatenate((q[:, 2 * var] + 1, nl[:, None] + 1), axis=1)
         if not ((seg_e - seg_s) == tmpl.segment_lengths).all():
             return False
-        if _compress(buf, seg_s, seg_e).tobytes() != tmpl.skeleton * n:
+        # 8-byte words at any byte offset: a strided view over the block plus padding
+        padded = blob + bytes(8)
+        words = np.ndarray(shape=(len(blob),), dtype="<u8", buffer=padded, strides=(1,))
+        got = words[seg_s[:, tmpl.word_segment] + tmpl.word_offset]
+        got &= tmpl.word_mask
+        if not (got == tmpl.word_value).all():
             return False
         for role in ("in_enc", "out_enc") if tmpl.with_output else ("in_enc",):
             s, e = bounds(role)
@@ -627,11 +657,18 @@ class _ChunkParser:
             return False
         base = len(f.event_ids)
         rec_arr = np.arange(base, base + n, dtype=np.int64)
-        commas = np.flatnonzero(buf == 44)
-        in_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("in_data"))
         out_blk = None
-        if tmpl.with_output:
-            out_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("out_data"))
+        if self.arrow is not None:
+            # The payloads are cut out once into their own newline-joined blocks (arrow
+            # reads the input block as is; commas are then found only if needed).
+            in_blk = _CsvBlock.from_cut(buf, *bounds("in_data"))
+            if tmpl.with_output:
+                out_blk = _CsvBlock.from_cut(buf, *bounds("out_data"))
+        else:
+            commas = np.flatnonzero(buf == 44)
+            in_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("in_data"))
+            if tmpl.with_output:
+                out_blk = _CsvBlock.from_spans(blob, buf, commas, *bounds("out_data"))
         f.blocks.append((rec_arr, in_blk, out_blk))
         f.event_ids += event_ids
         f.inference_ids += iids
@@ -1180,9 +1217,23 @@ class _CsvBlock:
         self.row_index = (
             np.arange(len(self.row_starts), dtype=np.int64) - first_row[self.row_payload]
         )
-        self.comma_pos = np.flatnonzero(buf == 44)
-        self.commas_before = np.searchsorted(self.comma_pos, self.row_starts)
-        self.n_commas = np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
+        # comma_pos, commas_before and n_commas are computed on first use (see below):
+        # the arrow engine never needs them for a block it parses.
+
+    @cached_property
+    def comma_pos(self) -> np.ndarray:
+        """Byte positions of every comma in buf."""
+        return np.flatnonzero(self.buf == 44)
+
+    @cached_property
+    def commas_before(self) -> np.ndarray:
+        """Commas before each row's start (the index of its first comma in comma_pos)."""
+        return np.searchsorted(self.comma_pos, self.row_starts)
+
+    @cached_property
+    def n_commas(self) -> np.ndarray:
+        """Commas in each row: its field count minus one (no quotes on this path)."""
+        return np.searchsorted(self.comma_pos, self.row_ends) - self.commas_before
 
     @classmethod
     def from_spans(
@@ -1210,6 +1261,12 @@ class _CsvBlock:
         blk.commas_before = np.searchsorted(commas, blk.row_starts)
         blk.n_commas = np.searchsorted(commas, blk.row_ends) - blk.commas_before
         return blk
+
+    @classmethod
+    def from_cut(cls, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> _CsvBlock:
+        """A block of the ranges [starts, ends) of buf, which hold no newline, copied out."""
+        raw = _cut(buf, starts, ends)[:-1].tobytes() if len(starts) else b""
+        return cls(raw, _starts_from_lengths(ends - starts))
 
     @classmethod
     def from_texts(cls, big: str, payloads: list[str]) -> _CsvBlock:

@@ -209,3 +209,36 @@ def test_engines_agree_on_fuzzed_values(rows: list[list[str]], multi: bool) -> N
         blob = exact_lines(texts)
     # When both engines read it, Then they agree on every value and count
     assert_engines_agree(blob, WIDE)
+
+
+@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+def test_exact_layout_check_rejects_any_changed_skeleton_byte(
+    engine: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given three exact-layout lines, the middle one with one byte of its fixed skeleton
+    # (keys, punctuation) changed to another byte of the same kind, lengths unchanged
+    good = exact_lines(["1,2,3,a,4,b"] * 3).split(b"\n")[:-1]
+    line = good[1]
+    data_at = line.index(b"1,2,3,a,4,b")
+    variable = set(range(data_at, data_at + len(b"1,2,3,a,4,b")))
+    for value in (b"ev-1", b"2026-11-01T10:15:50Z", b"CSV", b"0.5", b"text/csv"):
+        at = line.index(value)
+        variable |= set(range(at, at + len(value)))
+    blobs = []
+    for i, byte in enumerate(line):
+        if i in variable or byte == ord('"'):
+            continue
+        swapped = ord("x") if byte != ord("x") else ord("y")
+        if byte in b"{}:,":
+            swapped = ord(" ") if byte != ord(" ") else ord(",")
+        mutated = line[:i] + bytes([swapped]) + line[i + 1 :]
+        blobs.append(b"\n".join([good[0], mutated, good[2]]) + b"\n")
+    assert len(blobs) > 150
+    # When each block is read with the exact-layout path and without it
+    results = [read(blob, engine, WIDE) for blob in blobs]
+    monkeypatch.setattr(capture_module._ChunkParser, "_extract_canonical", lambda *a: False)
+    for blob, (batch, log) in zip(blobs, results, strict=True):
+        ref, ref_log = read(blob, engine, WIDE)
+        # Then the results are identical: no changed line passed as the exact layout
+        assert_same(batch, ref)
+        assert log.by_reason == ref_log.by_reason, blob
