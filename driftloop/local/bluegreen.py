@@ -230,7 +230,8 @@ class BlueGreenDeployment:
             self._finish(
                 now,
                 "shifted",
-                f"baked {self.policy.bake} with {green.requests} canary requests, no alarm",
+                f"baked {self.policy.bake} with {green.requests} canary "
+                f"request{'' if green.requests == 1 else 's'}, no alarm",
             )
         elif now - self.started >= self.policy.max_duration:
             self._finish(now, "rolled_back", "the deployment ran past its maximum duration")
