@@ -863,8 +863,18 @@ class _ChunkParser:
         scores.n_rows[rec_arr] = n_rows_per
         for ep in np.flatnonzero(n_rows_per == 0).tolist():
             self.malformed.add("empty_payload", f"{self.name}:{linenos[recs[ep]]}")
-        # Rows with the wrong number of fields.
         F = self.n_features
+        if self.arrow is not None and len(blk.row_starts):
+            # Arrow parses the block only if every row has F fields and every value reads
+            # exactly as the numpy path would read it; otherwise (it declines) the numpy
+            # path below does the block and its per-row accounting.
+            arrow_cols = self.arrow.columns(blk)
+            if arrow_cols is not None:
+                rows.vec_cols.append(arrow_cols)
+                rows.vec_rec.append(rec_arr[blk.row_payload])
+                rows.vec_idx.append(blk.row_index)
+                return
+        # Rows with the wrong number of fields.
         good = blk.n_commas == F - 1
         for br in np.flatnonzero(~good).tolist():
             self.malformed.add(
@@ -872,16 +882,6 @@ class _ChunkParser:
                 f"{self.name}:{linenos[recs[int(blk.row_payload[br])]]}",
                 f"{int(blk.n_commas[br]) + 1} fields, expected {F}",
             )
-        if self.arrow is not None and len(good) and good.all():
-            # Every row has the right field count: arrow may parse the whole block at
-            # once; when it declines (a value it cannot take exactly as float() would),
-            # the numpy path below does the block and its per-row accounting.
-            arrow_cols = self.arrow.columns(blk)
-            if arrow_cols is not None:
-                rows.vec_cols.append(arrow_cols)
-                rows.vec_rec.append(rec_arr[blk.row_payload])
-                rows.vec_idx.append(blk.row_index)
-                return
         starts, ends = blk.field_bounds(good, F)
         g_payload = blk.row_payload[good]
         g_index = blk.row_index[good]
