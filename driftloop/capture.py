@@ -1561,12 +1561,18 @@ class _ArrowCsv:
             if self.categorical[j]:
                 out[fname] = self._strings(col, n_rows)
             else:
-                out[fname] = np.array(col.to_numpy(), dtype=np.float64)
+                parts = []
+                for chunk in col.chunks:
+                    values, valid = _arrow_values(chunk, np.float64)
+                    values = values.copy()
+                    if valid is not None:
+                        values[~valid] = np.nan
+                    parts.append(values)
+                out[fname] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return out
 
     def _strings(self, col: Any, n_rows: int) -> np.ndarray:
         """Object array of str (None for missing) from a dictionary-encoded column."""
-        pa = self.pa
         chunks = col.unify_dictionaries().chunks if col.num_chunks > 1 else col.chunks
         out = np.empty(n_rows, dtype=object)
         at = 0
@@ -1575,10 +1581,27 @@ class _ArrowCsv:
             lookup = np.empty(len(words) + 1, dtype=object)
             lookup[: len(words)] = words
             lookup[len(words)] = None
-            idx = chunk.indices.fill_null(pa.scalar(len(words), pa.int32())).to_numpy()
+            idx, valid = _arrow_values(chunk.indices, np.int32)
+            if valid is not None:
+                idx = np.where(valid, idx, len(words))
             out[at : at + len(chunk)] = lookup[idx]
             at += len(chunk)
         return out
+
+
+def _arrow_values(arr: Any, dtype: type[np.generic]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(values, validity mask or None) of a primitive arrow array, read from its buffers.
+
+    Array.to_numpy would import pyarrow.compute (slow to import) to fill the nulls.
+    The values under a null are arbitrary; callers replace them.
+    """
+    n = len(arr)
+    validity, data = arr.buffers()[:2]
+    values = np.frombuffer(data, dtype=dtype, count=n, offset=arr.offset * np.dtype(dtype).itemsize)
+    if not arr.null_count or validity is None:
+        return values, None
+    bits = np.unpackbits(np.frombuffer(validity, dtype=np.uint8), bitorder="little")
+    return values, bits[arr.offset : arr.offset + n].astype(bool)
 
 
 def _arrow_engine(engine: str, schema: Schema) -> _ArrowCsv | None:

@@ -242,3 +242,14 @@ def test_exact_layout_check_rejects_any_changed_skeleton_byte(
         # Then the results are identical: no changed line passed as the exact layout
         assert_same(batch, ref)
         assert log.by_reason == ref_log.by_reason, blob
+
+
+def test_all_missing_columns(arrow_calls: list[bool]) -> None:
+    # Given a block where one numeric and one categorical column are empty in every row
+    blob = exact_lines(["1,,3,,4,b", "5,,7,,8,d"])
+    # When both engines read it, Then arrow parsed it and the columns are all missing
+    assert_engines_agree(blob, WIDE)
+    assert arrow_calls == [True]
+    batch, _ = read(blob, "arrow", WIDE)
+    assert batch is not None and batch.columns["k0"].tolist() == [None, None]
+    assert batch.columns["n1"].tolist() == [pytest.approx(float("nan"), nan_ok=True)] * 2
