@@ -494,15 +494,16 @@ def _cut(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> np.ndarray:
     return _compress(buf, s, e, 10)
 
 
-def _match_layout(
-    blob: bytes, n: int
-) -> tuple[np.ndarray, np.ndarray, _Template, np.ndarray] | None:
-    """(bytes, quote positions (n, quotes), template) when all n lines quote like a template."""
+def _match_layout(blob: bytes, nl: np.ndarray) -> tuple[np.ndarray, np.ndarray, _Template] | None:
+    """(bytes, quote positions (n, quotes), template) when all lines quote like a template.
+
+    `nl` holds the positions of the n newlines of blob, each line's last byte.
+    """
+    n = len(nl)
     if b"\\" in blob:
         return None
     buf = np.frombuffer(blob, dtype=np.uint8)
-    nl = np.flatnonzero(buf == 10)
-    if len(nl) != n or int(np.count_nonzero(buf < 32)) != n:
+    if int(np.count_nonzero(buf < 32)) != n:
         return None
     quotes = np.flatnonzero(buf == 34)
     tmpl = _TEMPLATES.get(len(quotes) // n) if len(quotes) % n == 0 else None
@@ -514,7 +515,7 @@ def _match_layout(
     # there are n*Q quotes in all.
     if not (q[:, -1] < nl).all() or not (q[1:, 0] > nl[:-1]).all():
         return None
-    return buf, q, tmpl, nl
+    return buf, q, tmpl
 
 
 def _strings(buf: np.ndarray, s: np.ndarray, e: np.ndarray) -> list[str]:
@@ -556,17 +557,21 @@ class _ChunkParser:
         self.arrow = arrow
 
     # ---- pulling the fields out of the JSON lines
-    def parse(self, lines: list[bytes], first_lineno: int) -> FeatureBatch | None:
+    def parse(self, blob: bytes, nl: np.ndarray, first_lineno: int) -> FeatureBatch | None:
+        """Rows of the lines in blob: each ends with a newline, at the positions nl."""
         f = _Fields()
         gc_was_enabled = gc.isenabled()
         # Parsing allocates many short-lived dicts; the cyclic collector would rescan
         # them over and over (they hold no cycles), so it is paused for the chunk.
         gc.disable()
         try:
-            for off in range(0, len(lines), _EXTRACT_LINES):
-                sub = lines[off : off + _EXTRACT_LINES]
-                if self._extract_canonical(sub, first_lineno + off, f):
+            for off in range(0, len(nl), _EXTRACT_LINES):
+                a = int(nl[off - 1]) + 1 if off else 0
+                sub_nl = nl[off : off + _EXTRACT_LINES]
+                sub_blob = blob[a : int(sub_nl[-1]) + 1]
+                if self._extract_canonical(sub_blob, sub_nl - a, first_lineno + off, f):
                     continue
+                sub = sub_blob.split(b"\n")[:-1]
                 if not self._extract_uniform(sub, first_lineno + off, f):
                     self._extract_careful(sub, first_lineno + off, f)
         finally:
@@ -597,7 +602,9 @@ class _ChunkParser:
             self._slow_record(k, parts, where, rows, scores)
         return self._assemble(rows, scores, f.event_ids, f.inference_ids)
 
-    def _extract_canonical(self, sub: list[bytes], first_lineno: int, f: _Fields) -> bool:
+    def _extract_canonical(
+        self, blob: bytes, nl: np.ndarray, first_lineno: int, f: _Fields
+    ) -> bool:
         """The fastest case: every line in SageMaker's exact layout with CSV payloads.
 
         No JSON parser and no per-line Python: quotes are located with numpy, the layout
@@ -605,12 +612,11 @@ class _ChunkParser:
         the buffer straight into a CSV block. False (nothing recorded) when any line
         differs, so the general paths handle the block.
         """
-        blob = b"\n".join(sub) + b"\n"
-        layout = _match_layout(blob, len(sub))
+        layout = _match_layout(blob, nl)
         if layout is None:
             return False
-        buf, q, tmpl, nl = layout
-        n = len(sub)
+        buf, q, tmpl = layout
+        n = len(nl)
 
         def bounds(role: str) -> tuple[np.ndarray, np.ndarray]:
             j = tmpl.roles[role]
@@ -1618,30 +1624,62 @@ def _arrow_engine(engine: str, schema: Schema) -> _ArrowCsv | None:
         return None
 
 
-def _iter_line_chunks(fh: IO[bytes], n: int) -> Iterator[list[bytes]]:
-    """Lists of up to n lines (without their newlines), using only fh.read().
+def _iter_line_chunks(fh: IO[bytes], n: int) -> Iterator[tuple[bytes, np.ndarray]]:
+    """Blocks of up to n whole lines: (bytes, positions of their n newlines).
 
-    Reading blocks and splitting them in C is faster than iterating a file by line, and
+    Every line in a block ends with a newline (one is added to a last line without
+    it). Reading big blocks with fh.read() and finding newlines with numpy beats
+    iterating a file by line, keeps the lines in one buffer for the byte-level path, and
     works for any object with read(), e.g. an S3 StreamingBody, whose iterator yields
     1 KB chunks rather than lines.
     """
+    parts: list[bytes] = []
+    part_nls: list[np.ndarray] = []
+    count = 0
+
+    def emit() -> tuple[bytes, np.ndarray]:
+        nonlocal parts, part_nls, count
+        offsets = np.cumsum([0] + [len(x) for x in parts[:-1]])
+        nl = np.concatenate([p + o for p, o in zip(part_nls, offsets.tolist(), strict=True)])
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+        parts, part_nls, count = [], [], 0
+        return blob, nl
+
+    def add(region: bytes) -> Iterator[tuple[bytes, np.ndarray]]:
+        """Queue whole lines; yield each block as it reaches n lines."""
+        nonlocal count
+        nl = np.flatnonzero(np.frombuffer(region, dtype=np.uint8) == 10)
+        while len(nl):
+            need = n - count
+            if len(nl) < need:
+                parts.append(region)
+                part_nls.append(nl)
+                count += len(nl)
+                return
+            split = int(nl[need - 1]) + 1
+            parts.append(region[:split])
+            part_nls.append(nl[:need])
+            count += need
+            yield emit()
+            region = region[split:]
+            nl = nl[need:] - split
+
     pending = b""
-    lines: list[bytes] = []
     while True:
         block = fh.read(_READ_BLOCK)
         if not block:
             break
-        parts = (pending + block).split(b"\n") if pending else block.split(b"\n")
-        pending = parts.pop()
-        lines += parts
-        while len(lines) >= n:
-            yield lines[:n]
-            del lines[:n]
+        data = pending + block if pending else block
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            pending = data
+            continue
+        pending = data[cut:]
+        yield from add(data[:cut] if cut < len(data) else data)
     if pending:
-        lines.append(pending)
-    while lines:
-        yield lines[:n]
-        del lines[:n]
+        yield from add(pending + b"\n")
+    if count:
+        yield emit()
 
 
 def _split_batch(batch: FeatureBatch, size: int) -> Iterable[FeatureBatch]:
@@ -1707,8 +1745,8 @@ def _read_stream(
 ) -> Iterator[FeatureBatch]:
     parser = _ChunkParser(schema, malformed, name, arrow)
     lineno = 1
-    for lines in _iter_line_chunks(fh, chunk_rows):
-        batch = parser.parse(lines, lineno)
-        lineno += len(lines)
+    for blob, nl in _iter_line_chunks(fh, chunk_rows):
+        batch = parser.parse(blob, nl, lineno)
+        lineno += len(nl)
         if batch is not None:
             yield from _split_batch(batch, chunk_rows)
