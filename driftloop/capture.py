@@ -557,23 +557,23 @@ class _ChunkParser:
         self.arrow = arrow
 
     # ---- pulling the fields out of the JSON lines
-    def parse(self, blob: bytes, nl: np.ndarray, first_lineno: int) -> FeatureBatch | None:
-        """Rows of the lines in blob: each ends with a newline, at the positions nl."""
+    def parse(
+        self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
+    ) -> FeatureBatch | None:
+        """Rows of the lines in pieces: (bytes, positions of its newlines), lines whole."""
         f = _Fields()
         gc_was_enabled = gc.isenabled()
         # Parsing allocates many short-lived dicts; the cyclic collector would rescan
         # them over and over (they hold no cycles), so it is paused for the chunk.
         gc.disable()
         try:
-            for off in range(0, len(nl), _EXTRACT_LINES):
-                a = int(nl[off - 1]) + 1 if off else 0
-                sub_nl = nl[off : off + _EXTRACT_LINES]
-                sub_blob = blob[a : int(sub_nl[-1]) + 1]
-                if self._extract_canonical(sub_blob, sub_nl - a, first_lineno + off, f):
-                    continue
-                sub = sub_blob.split(b"\n")[:-1]
-                if not self._extract_uniform(sub, first_lineno + off, f):
-                    self._extract_careful(sub, first_lineno + off, f)
+            off = 0
+            for piece, nl in pieces:
+                if not self._extract_canonical(piece, nl, first_lineno + off, f):
+                    sub = piece.split(b"\n")[:-1]
+                    if not self._extract_uniform(sub, first_lineno + off, f):
+                        self._extract_careful(sub, first_lineno + off, f)
+                off += len(nl)
         finally:
             if gc_was_enabled:
                 gc.enable()
@@ -1624,62 +1624,73 @@ def _arrow_engine(engine: str, schema: Schema) -> _ArrowCsv | None:
         return None
 
 
-def _iter_line_chunks(fh: IO[bytes], n: int) -> Iterator[tuple[bytes, np.ndarray]]:
-    """Blocks of up to n whole lines: (bytes, positions of their n newlines).
+def _iter_line_chunks(
+    fh: IO[bytes], n: int, piece_lines: int = _EXTRACT_LINES
+) -> Iterator[list[tuple[bytes, np.ndarray]]]:
+    """Chunks of up to n whole lines, as pieces of up to piece_lines lines each.
 
-    Every line in a block ends with a newline (one is added to a last line without
-    it). Reading big blocks with fh.read() and finding newlines with numpy beats
-    iterating a file by line, keeps the lines in one buffer for the byte-level path, and
-    works for any object with read(), e.g. an S3 StreamingBody, whose iterator yields
-    1 KB chunks rather than lines.
+    A piece is (bytes, positions of its newlines); every line in it ends with a newline
+    (one is added to a last line without it). Blocks come from fh.read() and their
+    newlines are found with numpy; a piece is joined from views of the blocks, so each
+    byte is copied once. This beats iterating a file by line, hands the byte-level path
+    its lines in one buffer, and works for any object with read(), e.g. an S3
+    StreamingBody, whose iterator yields 1 KB chunks rather than lines.
     """
-    parts: list[bytes] = []
+    pieces: list[tuple[bytes, np.ndarray]] = []
+    in_chunk = 0  # lines in the finished pieces of the current chunk
+    parts: list[memoryview | bytes] = []  # the current piece, still in views
     part_nls: list[np.ndarray] = []
-    count = 0
+    count = 0  # lines in the current piece
+    size = 0  # bytes in the current piece
 
-    def emit() -> tuple[bytes, np.ndarray]:
-        nonlocal parts, part_nls, count
-        offsets = np.cumsum([0] + [len(x) for x in parts[:-1]])
-        nl = np.concatenate([p + o for p, o in zip(part_nls, offsets.tolist(), strict=True)])
-        blob = parts[0] if len(parts) == 1 else b"".join(parts)
-        parts, part_nls, count = [], [], 0
-        return blob, nl
+    def finish_piece() -> None:
+        nonlocal parts, part_nls, count, size, in_chunk
+        blob = b"".join(parts)
+        nl = part_nls[0] if len(part_nls) == 1 else np.concatenate(part_nls)
+        pieces.append((blob, nl))
+        in_chunk += count
+        parts, part_nls, count, size = [], [], 0, 0
 
-    def add(region: bytes) -> Iterator[tuple[bytes, np.ndarray]]:
-        """Queue whole lines; yield each block as it reaches n lines."""
-        nonlocal count
-        nl = np.flatnonzero(np.frombuffer(region, dtype=np.uint8) == 10)
-        while len(nl):
-            need = n - count
-            if len(nl) < need:
-                parts.append(region)
-                part_nls.append(nl)
-                count += len(nl)
+    def add(data: memoryview | bytes, nl: np.ndarray) -> Iterator[list[tuple[bytes, np.ndarray]]]:
+        """Queue data (newlines at nl); yield each chunk as it reaches n lines."""
+        nonlocal pieces, in_chunk, count, size
+        start = 0
+        done = 0
+        while True:
+            need = min(piece_lines, n - in_chunk) - count
+            if len(nl) - done < need:
+                if start < len(data):
+                    parts.append(data[start:])
+                    part_nls.append(nl[done:] - start + size)
+                    size += len(data) - start
+                    count += len(nl) - done
                 return
-            split = int(nl[need - 1]) + 1
-            parts.append(region[:split])
-            part_nls.append(nl[:need])
+            end = int(nl[done + need - 1]) + 1
+            parts.append(data[start:end])
+            part_nls.append(nl[done : done + need] - start + size)
+            size += end - start
             count += need
-            yield emit()
-            region = region[split:]
-            nl = nl[need:] - split
+            finish_piece()
+            if in_chunk == n:
+                yield pieces
+                pieces, in_chunk = [], 0
+            start = end
+            done += need
 
-    pending = b""
+    tail = False  # the queued bytes end in a partial line
     while True:
         block = fh.read(_READ_BLOCK)
         if not block:
             break
-        data = pending + block if pending else block
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
-            pending = data
-            continue
-        pending = data[cut:]
-        yield from add(data[:cut] if cut < len(data) else data)
-    if pending:
-        yield from add(pending + b"\n")
+        nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        tail = block[-1:] != b"\n"
+        yield from add(memoryview(block), nl)
+    if tail:
+        yield from add(b"\n", np.zeros(1, dtype=np.int64))
     if count:
-        yield emit()
+        finish_piece()
+    if pieces:
+        yield pieces
 
 
 def _split_batch(batch: FeatureBatch, size: int) -> Iterable[FeatureBatch]:
@@ -1745,8 +1756,8 @@ def _read_stream(
 ) -> Iterator[FeatureBatch]:
     parser = _ChunkParser(schema, malformed, name, arrow)
     lineno = 1
-    for blob, nl in _iter_line_chunks(fh, chunk_rows):
-        batch = parser.parse(blob, nl, lineno)
-        lineno += len(nl)
+    for pieces in _iter_line_chunks(fh, chunk_rows):
+        batch = parser.parse(pieces, lineno)
+        lineno += sum(len(nl) for _, nl in pieces)
         if batch is not None:
             yield from _split_batch(batch, chunk_rows)

@@ -253,3 +253,27 @@ def test_all_missing_columns(arrow_calls: list[bool]) -> None:
     batch, _ = read(blob, "arrow", WIDE)
     assert batch is not None and batch.columns["k0"].tolist() == [None, None]
     assert batch.columns["n1"].tolist() == [pytest.approx(float("nan"), nan_ok=True)] * 2
+
+
+@pytest.mark.parametrize("read_block", [5, 300])
+@pytest.mark.parametrize("piece_lines", [1, 3, 8192])
+def test_lines_split_across_reads_and_pieces(
+    read_block: int, piece_lines: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file mixing every path, its last line without a newline, and a blank line
+    blob = mixed_file() + b"\n" + exact_lines(["1,2,a", "3,4,b"]) + GOOD.rstrip(b"\n")
+    whole, log_whole = read(blob, "auto", SCHEMA, chunk_rows=5)
+    # When it is read in tiny blocks and cut into small pieces
+    monkeypatch.setattr(capture_module, "_READ_BLOCK", read_block)
+    original = capture_module._iter_line_chunks
+
+    def small_pieces(fh: Any, n: int) -> Any:
+        return original(fh, n, piece_lines)
+
+    monkeypatch.setattr(capture_module, "_iter_line_chunks", small_pieces)
+    small, log_small = read(blob, "auto", SCHEMA, chunk_rows=5)
+    # Then nothing changes: rows, identities, line numbers in the examples, counts
+    assert_same(whole, small)
+    assert log_whole.by_reason == log_small.by_reason
+    assert log_whole.examples == log_small.examples
+    assert whole is not None and whole.event_ids is not None and whole.event_ids[-1] == "e"
