@@ -5,12 +5,16 @@ second (20 numeric + 5 categorical features, CSV payloads, one record per line),
 peak memory at most 512 MB at 1M and 10M records. Each size runs the real console
 script as a subprocess on files in the SageMaker key layout (generated and cached by
 gen_capture.py), timing the wall clock and reading the child's own peak RSS and CPU
-time from os.wait4. The reader alone is timed too, in a separate subprocess, to show
-where the time goes. The machine's load average is printed with the figures: on a
-shared machine wall-clock speed understates what one free core does.
+time from os.wait4. The reader alone is timed too, in a separate subprocess per
+engine (read_capture's engine="arrow", pyarrow's CSV reader for the payload values,
+which `driftloop drift` uses when pyarrow is installed, and engine="numpy", the
+numpy+orjson path the Lambda bundle uses), to show where the time goes. The machine's
+load average is printed with the figures: on a shared machine wall-clock speed
+understates what one free core does.
 
 Environment: BENCH_SIZES (default "1000000,10000000"), BENCH_READER_ONLY=0 to skip
-the reader-only runs. Results also go to .bench/drift_bench.json.
+the reader-only runs, BENCH_ENGINES (default "arrow,numpy") for them. Results also go
+to .bench/drift_bench.json.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ schema = Schema.from_dict(json.loads(sys.argv[2]))
 log = MalformedLog()
 n = 0
 for path in iter_capture_paths(sys.argv[1]):
-    for batch in read_capture(path, schema=schema, malformed=log):
+    for batch in read_capture(path, schema=schema, malformed=log, engine=sys.argv[3]):
         n += batch.n_rows
 print(json.dumps({"rows": n, "malformed": log.total}))
 """
@@ -51,6 +55,11 @@ print(json.dumps({"rows": n, "malformed": log.total}))
 def sizes() -> list[int]:
     raw = os.environ.get("BENCH_SIZES", "1000000,10000000")
     return [int(s.replace("_", "")) for s in raw.split(",") if s.strip()]
+
+
+def engines() -> list[str]:
+    raw = os.environ.get("BENCH_ENGINES", "arrow,numpy")
+    return [e.strip() for e in raw.split(",") if e.strip()]
 
 
 def driftloop_cmd() -> list[str]:
@@ -105,6 +114,12 @@ def main() -> int:
     print(
         f"cores: {os.cpu_count()}, load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+    try:
+        import pyarrow  # noqa: F401
+
+        print("pyarrow installed: `driftloop drift` reads CSV payload values with pyarrow")
+    except ImportError:
+        print("pyarrow not installed: `driftloop drift` uses the numpy reader")
     baseline = ensure_baseline()
     results: list[dict[str, Any]] = []
     reader_only = os.environ.get("BENCH_READER_ONLY", "1") != "0"
@@ -134,10 +149,23 @@ def main() -> int:
             row["verdict"] = "drift" if doc.get("dataset_drift") else "no drift"
         results.append(row)
         if reader_only:
-            rr = timed(
-                [sys.executable, "-c", READER_SNIPPET, str(folder), json.dumps(schema_dict())]
-            )
-            results.append({"records": n, "what": "read_capture only", **rr})
+            for engine in engines():
+                rr = timed(
+                    [
+                        sys.executable,
+                        "-c",
+                        READER_SNIPPET,
+                        str(folder),
+                        json.dumps(schema_dict()),
+                        engine,
+                    ]
+                )
+                if rr["exit"] != 0:
+                    print(
+                        f"read_capture ({engine}) failed at {n:,}: {rr['stderr'].strip()}",
+                        file=sys.stderr,
+                    )
+                results.append({"records": n, "what": f"read_capture only ({engine})", **rr})
     print()
     cols = ("records", "what", "wall s", "rec/s (wall)", "cpu s", "rec/cpu-s", "peak RSS MB")
     head = "{:>12} {:<30} {:>8} {:>14} {:>8} {:>12} {:>12}".format(*cols)

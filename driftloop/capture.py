@@ -9,6 +9,13 @@ line, and the common CSV payload is tokenised and converted to floats with numpy
 whole chunk at a time instead of value by value. Anything unusual (quoted CSV, JSON
 payloads, odd rows) takes a careful per-record path that yields the same result.
 
+When pyarrow is importable (the CLI's install; not the Lambda bundle, which stays
+small), blocks of well-formed CSV payload rows are parsed by pyarrow's CSV reader on one
+thread instead (`read_capture(engine=...)`: "auto", "numpy" or "arrow"). pyarrow is
+imported lazily and only ever replaces how a block whose every row and value it reads
+exactly as the numpy path would becomes columns; it declines anything else and the
+numpy path handles that block, so both engines give identical batches and counts.
+
 Bad input never raises: each skipped record or row is counted in the `MalformedLog`
 with a reason and `file:line`. The reasons, and what happens to the data:
 
