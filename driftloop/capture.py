@@ -636,10 +636,14 @@ class _ChunkParser:
         seg_e = np.concatenate((q[:, 2 * var] + 1, nl[:, None] + 1), axis=1)
         if not ((seg_e - seg_s) == tmpl.segment_lengths).all():
             return False
-        # 8-byte words at any byte offset: a strided view over the block plus padding
-        padded = blob + bytes(8)
-        words = np.ndarray(shape=(len(blob),), dtype="<u8", buffer=padded, strides=(1,))
-        got = words[seg_s[:, tmpl.word_segment] + tmpl.word_offset]
+        # 8-byte words at any byte offset: a strided view over the block. A masked word
+        # of a short segment reads up to 7 bytes past it; only if that passes the end of
+        # the block (never in SageMaker's layout, whose last segment is long) is the
+        # block copied with padding.
+        at = seg_s[:, tmpl.word_segment] + tmpl.word_offset
+        room = blob if int(at[-1].max()) + 8 <= len(blob) else blob + bytes(8)
+        words = np.ndarray(shape=(len(room) - 7,), dtype="<u8", buffer=room, strides=(1,))
+        got = words[at]
         got &= tmpl.word_mask
         if not (got == tmpl.word_value).all():
             return False
@@ -1110,6 +1114,8 @@ class _ChunkParser:
         rec = np.concatenate(parts_rec) if len(parts_rec) > 1 else parts_rec[0]
         idx = np.concatenate(parts_idx) if len(parts_idx) > 1 else parts_idx[0]
         columns = {f: (np.concatenate(p) if len(p) > 1 else p[0]) for f, p in col_parts.items()}
+        # a single part may be a read-only view of arrow's buffers: batches own their arrays
+        columns = {f: (c if c.flags.writeable else c.copy()) for f, c in columns.items()}
         order: np.ndarray | None = None
         if len(parts_rec) > 1 or (len(rec) > 1 and np.any(np.diff(rec) < 0)):
             order = np.lexsort((idx, rec))
@@ -1577,10 +1583,9 @@ class _ArrowCsv:
                 parts = []
                 for chunk in col.chunks:
                     values, valid = _arrow_values(chunk, np.float64)
-                    values = values.copy()
                     if valid is not None:
-                        values[~valid] = np.nan
-                    parts.append(values)
+                        values = np.where(valid, values, np.nan)
+                    parts.append(values)  # read-only when a view; _assemble copies those
                 out[fname] = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return out
 
