@@ -1507,14 +1507,14 @@ _UTF8_BOM = b"\xef\xbb\xbf"
 class _ArrowCsv:
     """Blocks of CSV payload rows parsed by pyarrow's CSV reader (one thread).
 
-    Only blocks whose every row has the schema's field count get here, and the result
-    is used only if arrow reads every value: a numeric value arrow rejects (spaces
-    other than blanks and tabs, "1_000", unicode digits, ...) sends the whole block back
-    to the numpy path, so what is kept, dropped and counted never depends on the
-    engine. Where arrow is more lenient than float() ("nan(...)") or differs from the
-    numpy path (a leading byte-order mark, which arrow skips), the block is declined up
-    front. Empty fields are missing values in both engines; "nan" is a float NaN in
-    numeric columns and the string "nan" in categorical ones, as in the numpy path.
+    A block's result is used only if arrow reads every row and value: a row with the
+    wrong field count, or a numeric value arrow rejects (spaces other than blanks and
+    tabs, "1_000", unicode digits, ...) sends the whole block back to the numpy path,
+    so what is kept, dropped and counted never depends on the engine. Where arrow is
+    more lenient than float() ("nan(...)") or differs from the numpy path (a leading
+    byte-order mark, which arrow skips), the block is declined up front. Empty fields
+    are missing values in both engines; "nan" is a float NaN in numeric columns and the
+    string "nan" in categorical ones, as in the numpy path.
     """
 
     def __init__(self, schema: Schema) -> None:
@@ -1591,10 +1591,9 @@ class _ArrowCsv:
 
     def _strings(self, col: Any, n_rows: int) -> np.ndarray:
         """Object array of str (None for missing) from a dictionary-encoded column."""
-        chunks = col.unify_dictionaries().chunks if col.num_chunks > 1 else col.chunks
         out = np.empty(n_rows, dtype=object)
         at = 0
-        for chunk in chunks:
+        for chunk in col.chunks:  # each chunk has its own dictionary
             words = chunk.dictionary.to_pylist()
             lookup = np.empty(len(words) + 1, dtype=object)
             lookup[: len(words)] = words
