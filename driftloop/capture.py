@@ -1117,8 +1117,12 @@ class _ChunkParser:
         # a single part may be a read-only view of arrow's buffers: batches own their arrays
         columns = {f: (c if c.flags.writeable else c.copy()) for f, c in columns.items()}
         order: np.ndarray | None = None
-        if len(parts_rec) > 1 or (len(rec) > 1 and np.any(np.diff(rec) < 0)):
-            order = np.lexsort((idx, rec))
+        if len(rec) > 1:
+            # Parts from the byte-level and vectorised paths usually arrive in file order
+            # already; sort (record, row) only when they do not.
+            d_rec = np.diff(rec)
+            if not ((d_rec > 0) | ((d_rec == 0) & (np.diff(idx) > 0))).all():
+                order = np.lexsort((idx, rec))
         if order is not None:
             rec, idx = rec[order], idx[order]
             columns = {f: c[order] for f, c in columns.items()}
