@@ -209,7 +209,7 @@ def test_empty_channel_fails_before_the_script_runs(s3: Any, tmp_path: Path) -> 
 
 
 def test_processing_job_request_runs_the_code_input_and_uploads_outputs(
-    s3: Any, tmp_path: Path
+    s3: Any, data: dict[str, Path], tmp_path: Path
 ) -> None:
     # Given a CreateProcessingJob request whose script arrives as the "code" input
     # (evaluate.py's real logic is tested in-process in tests/unit/test_evaluate.py)
