@@ -8,6 +8,7 @@ exists; `reset_clients()` drops them between tests. Nothing here computes statis
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -189,7 +190,10 @@ def get_bytes(bucket: str, key: str) -> bytes:
 def download(bucket: str, key: str) -> IO[bytes]:
     """The object as a seekable binary file, in memory up to SPOOL_BYTES, then in /tmp."""
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # the caller closes it
-    s3().download_fileobj(bucket, key, spool)
+    # One streamed GET: the transfer manager behind download_fileobj adds threads and a
+    # HEAD per object, which dominates for the many small files data capture writes.
+    body = s3().get_object(Bucket=bucket, Key=key)["Body"]
+    shutil.copyfileobj(body, spool, 1 << 20)
     spool.seek(0)
     return spool  # type: ignore[return-value]
 
