@@ -1,4 +1,5 @@
-"""driftloop: fast, mergeable drift and quality checks for SageMaker endpoints, and the loop around them."""
+"""driftloop: fast, mergeable drift and quality checks for SageMaker endpoints, and the loop
+around them."""
 
 from driftloop.batch import FeatureBatch
 from driftloop.errors import DriftloopError, MalformedLog

@@ -40,4 +40,8 @@ class MalformedLog:
             self.examples.extend(other.examples[:room])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"total": self.total, "by_reason": dict(self.by_reason), "examples": list(self.examples)}
+        return {
+            "total": self.total,
+            "by_reason": dict(self.by_reason),
+            "examples": list(self.examples),
+        }

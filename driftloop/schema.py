@@ -30,7 +30,9 @@ class Schema:
             raise DriftloopError(f"schema: duplicate feature names in {list(self.features)}")
         unknown = set(self.categorical) - set(self.features)
         if unknown:
-            raise DriftloopError(f"schema: categorical columns not among the features: {sorted(unknown)}")
+            raise DriftloopError(
+                f"schema: categorical columns not among the features: {sorted(unknown)}"
+            )
         if self.target is not None and self.target in self.features:
             raise DriftloopError(f"schema: target {self.target!r} is also a feature")
         if self.problem not in PROBLEMS:
