@@ -39,7 +39,10 @@ install: $(VENV)/.installed node_modules/.installed $(LAMBDA_DEPS)/.installed
 demo: install
 	$(PY) -m driftloop.local.loop
 
+# Lint and types first (seconds), then the suite.
 test: install
+	$(VENV)/bin/ruff check driftloop lambdas training infra tests bench app.py
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 test-fast: install
