@@ -8,12 +8,21 @@ model dir ends up in model.tar.gz:
     model.joblib       the scikit-learn Pipeline (preprocessing + classifier)
     schema.json        feature order and kinds (the CSV request layout) and the target
     evaluation.json    validation metrics (Model Monitor metric names) and row counts
-    baseline.json      driftloop profile of the training features and scores, metrics inside
+    baseline.json      driftloop profile of the features and scores the model is to serve
+                       (the baseline channel's rows when it has enough, else the training
+                       set; top-level `source` says which), validation metrics inside
     statistics.json    the same baseline as Model Monitor statistics
     constraints.json   ... and constraints
     code/inference.py  the serving hooks (copied from next to this script), so the
                        tarball SageMaker packs from SM_MODEL_DIR is servable as is
                        (SAGEMAKER_SUBMIT_DIRECTORY=/opt/ml/model/code)
+
+The optional `baseline` channel (SM_CHANNEL_BASELINE; a CSV with the feature columns,
+the label optional) holds the traffic the model is trained to serve: the retraining
+workflow puts the recent captured requests there, so that after a swap the drift check
+compares live traffic with the post-drift world, not with the mostly pre-drift training
+set. With fewer than --baseline-min-rows rows (default 500) it is ignored and the
+training set is profiled, as without the channel.
 
 Validation metrics are printed as `validation:auc=0.913;` for the SageMaker metric
 definitions (regexes in docs/training.md). Bad input stops the job with one line
@@ -56,12 +65,19 @@ DEFAULT_FEATURES = (
 DEFAULT_CATEGORICAL = "purpose,home_ownership,region,employment_type"
 MISSING_CATEGORY = "__missing__"
 DATA_SUFFIXES = (".csv", ".csv.gz")
+# Fewer rows than this in the baseline channel and the training set is profiled instead:
+# a few hundred rows give the baseline's bins too little resolution.
+DEFAULT_BASELINE_MIN_ROWS = 500
 # Metrics printed for the SageMaker metric definitions, in this order.
 PRINTED_METRICS = ("auc", "accuracy", "precision", "recall", "f1", "log_loss")
 
 
 class TrainingError(Exception):
     """Bad input or configuration: one line naming the channel/file and the column."""
+
+
+class EmptyChannelError(TrainingError):
+    """A channel without rows (no data files, or only headers)."""
 
 
 def _csv_list(text: str) -> list[str]:
@@ -117,6 +133,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     )
     hp.add_argument("--threshold", type=float, default=0.5, help="score at which label = 1")
     hp.add_argument("--baseline-bins", type=int, default=None, help="numeric bins in baseline")
+    hp.add_argument(
+        "--baseline-min-rows",
+        type=int,
+        default=DEFAULT_BASELINE_MIN_ROWS,
+        help="rows the baseline channel needs to be profiled instead of the training set",
+    )
     paths = p.add_argument_group("paths (SageMaker sets these through SM_* variables)")
     paths.add_argument("--model-dir", type=Path, default=Path(env.get("SM_MODEL_DIR", "model")))
     paths.add_argument(
@@ -128,6 +150,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         type=Path,
         default=Path(validation) if validation else None,
         help="validation channel (default: a seeded 20%% split of train)",
+    )
+    baseline = env.get("SM_CHANNEL_BASELINE")
+    paths.add_argument(
+        "--baseline",
+        type=Path,
+        default=Path(baseline) if baseline else None,
+        help="baseline channel: the traffic to profile (default: the training set)",
     )
     paths.add_argument(
         "--output-data-dir", type=Path, default=Path(env.get("SM_OUTPUT_DATA_DIR", "output"))
@@ -151,7 +180,7 @@ def channel_files(channel: Path, name: str) -> list[Path]:
         raise TrainingError(f"{name} channel {channel}: no such file or directory")
     files = sorted(f for f in channel.rglob("*") if f.is_file() and f.name.endswith(DATA_SUFFIXES))
     if not files:
-        raise TrainingError(f"{name} channel {channel}: empty channel (no *.csv files)")
+        raise EmptyChannelError(f"{name} channel {channel}: empty channel (no *.csv files)")
     return files
 
 
@@ -168,6 +197,13 @@ def _coerce_numeric(frame: pd.DataFrame, column: str, path: Path) -> None:
     frame[column] = values.astype(np.float64)
 
 
+def _check_target(frame: pd.DataFrame, target: str, path: Path) -> None:
+    _coerce_numeric(frame, target, path)
+    if frame[target].isna().any():
+        row = int(np.flatnonzero(frame[target].isna().to_numpy())[0])
+        raise TrainingError(f"{path}:{row + 2}: target {target!r} is empty")
+
+
 def read_channel(
     channel: Path,
     name: str,
@@ -175,8 +211,12 @@ def read_channel(
     target: str,
     categorical: Sequence[str],
     features: Sequence[str] | None,
+    labelled: bool = True,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """All rows of a channel with the features typed (numeric float64, categorical str)."""
+    """All rows of a channel with the features typed (numeric float64, categorical str).
+
+    `labelled=False` (the baseline channel): the target column is optional and not returned.
+    """
     frames: list[pd.DataFrame] = []
     for path in channel_files(channel, name):
         try:
@@ -187,20 +227,19 @@ def read_channel(
             raise TrainingError(f"{path}: not a readable CSV ({str(exc).splitlines()[0]})") from exc
         if features is None:
             features = [c for c in frame.columns if c != target]
-        for column in dict.fromkeys([*features, *categorical, target]):
+        required = [*features, *categorical, *([target] if labelled else [])]
+        for column in dict.fromkeys(required):
             if column not in frame.columns:
                 have = ", ".join(map(str, frame.columns))
                 raise TrainingError(f"{path}: missing column {column!r} (columns: {have})")
         for column in features:
             if column not in categorical:
                 _coerce_numeric(frame, column, path)
-        _coerce_numeric(frame, target, path)
-        if frame[target].isna().any():
-            row = int(np.flatnonzero(frame[target].isna().to_numpy())[0])
-            raise TrainingError(f"{path}:{row + 2}: target {target!r} is empty")
-        frames.append(frame[[*features, target]])
+        if labelled:
+            _check_target(frame, target, path)
+        frames.append(frame[[*features, *([target] if labelled else [])]])
     if features is None or not frames or sum(len(f) for f in frames) == 0:
-        raise TrainingError(f"{name} channel {channel}: no rows")
+        raise EmptyChannelError(f"{name} channel {channel}: no rows")
     missing_cat = [c for c in categorical if c not in features]
     if missing_cat:
         raise TrainingError(
@@ -209,6 +248,8 @@ def read_channel(
     data = pd.concat(frames, ignore_index=True)
     for column in categorical:
         data[column] = data[column].astype(object).where(data[column].notna(), np.nan)
+    if not labelled:
+        return data, list(features)
     labels = set(np.unique(data[target].to_numpy()).tolist())
     if not labels <= {0.0, 1.0}:
         raise TrainingError(
@@ -216,6 +257,33 @@ def read_channel(
         )
     data[target] = data[target].astype(np.int64)
     return data, list(features)
+
+
+def read_baseline(
+    args: argparse.Namespace, features: Sequence[str], categorical: Sequence[str]
+) -> tuple[pd.DataFrame | None, str]:
+    """The baseline channel's rows, or None (absent, empty or too small) and why."""
+    if args.baseline is None:
+        return None, "no baseline channel"
+    if not args.baseline.exists():
+        return None, f"baseline channel {args.baseline} does not exist"
+    try:
+        frame, _ = read_channel(
+            args.baseline,
+            "baseline",
+            target=args.target,
+            categorical=categorical,
+            features=features,
+            labelled=False,
+        )
+    except EmptyChannelError as exc:
+        return None, str(exc)
+    if len(frame) < args.baseline_min_rows:
+        return None, (
+            f"baseline channel {args.baseline}: {len(frame)} rows, "
+            f"fewer than --baseline-min-rows {args.baseline_min_rows}"
+        )
+    return frame, f"baseline channel {args.baseline}"
 
 
 # --------------------------------------------------------------------------- model
@@ -273,8 +341,15 @@ def write_baseline(
     scores: np.ndarray,
     metrics: dict[str, float],
     n_bins: int | None,
+    source: dict[str, Any] | None = None,
 ) -> None:
-    """baseline.json (driftloop profile) and its Model Monitor statistics/constraints."""
+    """baseline.json (driftloop profile) and its Model Monitor statistics/constraints.
+
+    `source` (which data was profiled) goes into baseline.json as a top-level field,
+    which DatasetProfile.from_dict ignores: the profile's schema and version are unchanged.
+    """
+    import orjson
+
     from driftloop.profile import (
         build_baseline,
         to_model_monitor_constraints,
@@ -286,7 +361,10 @@ def write_baseline(
     if n_bins is not None:
         kwargs["n_bins"] = n_bins
     profile = build_baseline(frame, Schema.from_dict(schema), **kwargs)
-    profile.save(model_dir / "baseline.json")
+    document = profile.to_dict()
+    if source is not None:
+        document["source"] = source
+    (model_dir / "baseline.json").write_bytes(orjson.dumps(document))
     statistics = to_model_monitor_statistics(profile)
     (model_dir / "statistics.json").write_text(json.dumps(statistics, indent=1))
     constraints = to_model_monitor_constraints(profile)
@@ -340,6 +418,20 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     train_auc = validation_metrics(
         train_frame[args.target].to_numpy(), train_scores, args.threshold
     )["auc"]
+    # The drift check's reference: the traffic this model is to serve when the baseline
+    # channel has enough of it, else the training set (validation metrics either way).
+    baseline_frame, baseline_note = read_baseline(args, features, categorical)
+    if baseline_frame is not None:
+        profiled = baseline_frame[features]
+        profiled_scores = pipeline.predict_proba(profiled)[:, 1]
+    else:
+        profiled, profiled_scores = train_frame[features], train_scores
+    source = {
+        "channel": "baseline" if baseline_frame is not None else "train",
+        "n_rows": len(profiled),
+        "min_rows": args.baseline_min_rows,
+        "note": baseline_note,
+    }
 
     schema = {
         "features": features,
@@ -370,15 +462,17 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             "threshold": args.threshold,
         },
         "n_iter": int(pipeline.named_steps["model"].n_iter_),
+        "baseline": source,
     }
     (args.model_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
     write_baseline(
         args.model_dir,
-        train_frame[features],
+        profiled,
         schema,
-        train_scores,
+        profiled_scores,
         {k: v for k, v in metrics.items() if np.isfinite(v)},
         args.baseline_bins,
+        source,
     )
     args.output_data_dir.mkdir(parents=True, exist_ok=True)
     (args.output_data_dir / "evaluation.json").write_text(json.dumps(evaluation, indent=2))
@@ -389,7 +483,8 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         print(f"validation:{name}={value:.6f};")
     print(
         f"trained on {len(train_frame)} rows ({len(features)} features), "
-        f"validated on {len(val_frame)}; model in {args.model_dir}"
+        f"validated on {len(val_frame)}; baseline from the {source['channel']} channel "
+        f"({len(profiled)} rows; {baseline_note}); model in {args.model_dir}"
     )
     return evaluation
 

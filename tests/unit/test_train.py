@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from joblib import load as joblib_load
 from sklearn.metrics import roc_auc_score
 from threadpoolctl import threadpool_limits
 
@@ -283,3 +284,99 @@ def test_missing_categories_in_training_data_are_learned_not_fatal(
     assert train.main(argv) == 0
     baseline = DatasetProfile.load(tmp_path / "m" / "baseline.json")
     assert baseline.features["purpose"].n_missing > 0  # type: ignore[union-attr]
+
+
+def _baseline_argv(data: dict[str, Path], root: Path, *extra: str) -> list[str]:
+    return ["--train", str(data["train"]), "--validation", str(data["validation"]),
+            "--model-dir", str(root / "m"), "--output-data-dir", str(root / "o"),
+            "--max-iter", "30", *extra]  # fmt: skip
+
+
+def test_baseline_channel_is_profiled_instead_of_the_training_set(
+    data: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given recent traffic in the baseline channel: 600 unlabelled rows with income halved
+    traffic = pd.read_csv(data["train"]).head(600).drop(columns=[TARGET])
+    traffic["income"] = traffic["income"] * 0.5
+    (tmp_path / "baseline").mkdir()
+    traffic.to_csv(tmp_path / "baseline" / "baseline.csv", index=False)
+    monkeypatch.setenv("SM_CHANNEL_BASELINE", str(tmp_path / "baseline"))
+    # When the same job runs with the channel (mounted through SM_CHANNEL_BASELINE) and without
+    assert train.main(_baseline_argv(data, tmp_path / "with")) == 0
+    monkeypatch.delenv("SM_CHANNEL_BASELINE")
+    assert train.main(_baseline_argv(data, tmp_path / "without")) == 0
+    with_, without = (
+        DatasetProfile.load(tmp_path / run / "m" / "baseline.json") for run in ("with", "without")
+    )
+    # Then the profile is the channel's rows: their count, their (shifted) income mean
+    assert (with_.n_rows, without.n_rows) == (600, 2100)
+    income = with_.features["income"]
+    assert isinstance(income, NumericProfile)
+    assert income.mean == pytest.approx(float(traffic["income"].mean()))
+    assert income.mean < 0.7 * without.features["income"].mean  # type: ignore[union-attr]
+    # And the predictions are the new model's scores on those rows
+    model = joblib_load(tmp_path / "with" / "m" / "model.joblib")
+    scores = model.predict_proba(traffic[list(FEATURES)])[:, 1]
+    assert isinstance(with_.predictions, NumericProfile) and with_.predictions.n == 600
+    assert with_.predictions.mean == pytest.approx(float(scores.mean()))
+    # And the validation metrics are the training job's, unchanged by the channel
+    evaluations = [
+        json.loads((tmp_path / run / "m" / "evaluation.json").read_text())
+        for run in ("with", "without")
+    ]
+    assert evaluations[0]["metrics"] == evaluations[1]["metrics"]
+    assert with_.metrics == without.metrics
+    # And baseline.json says which data it profiled (still a valid version-1 profile)
+    sources = [
+        json.loads((tmp_path / run / "m" / "baseline.json").read_text())["source"]
+        for run in ("with", "without")
+    ]
+    assert sources[0]["channel"] == "baseline" and sources[0]["n_rows"] == 600
+    assert sources[1] == {
+        "channel": "train", "n_rows": 2100, "min_rows": 500, "note": "no baseline channel",
+    }  # fmt: skip
+    assert evaluations[0]["baseline"] == sources[0]
+
+
+def test_a_small_or_empty_baseline_channel_falls_back_to_the_training_set(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a baseline channel with 499 rows (one short of the minimum), one with a header only
+    small, empty = tmp_path / "small", tmp_path / "empty"
+    small.mkdir()
+    empty.mkdir()
+    pd.read_csv(data["train"]).head(499).to_csv(small / "baseline.csv", index=False)
+    (empty / "baseline.csv").write_text(",".join(FEATURES) + "\n")
+    for channel in (small, empty):
+        # When the job runs with it
+        argv = _baseline_argv(data, tmp_path / channel.name, "--baseline", str(channel))
+        assert train.main(argv) == 0
+        document = json.loads((tmp_path / channel.name / "m" / "baseline.json").read_text())
+        # Then the training set is profiled, and baseline.json says why
+        assert document["n_rows"] == 2100
+        assert document["source"]["channel"] == "train"
+    notes = [
+        json.loads((tmp_path / c / "m" / "baseline.json").read_text())["source"]["note"]
+        for c in ("small", "empty")
+    ]
+    assert notes[0] == f"baseline channel {small}: 499 rows, fewer than --baseline-min-rows 500"
+    assert notes[1] == f"baseline channel {empty}: no rows"
+    # And a lower minimum takes the small channel
+    argv = _baseline_argv(data, tmp_path / "low", "--baseline", str(small),
+                          "--baseline-min-rows", "100")  # fmt: skip
+    assert train.main(argv) == 0
+    assert DatasetProfile.load(tmp_path / "low" / "m" / "baseline.json").n_rows == 499
+    capsys.readouterr()
+
+
+def test_bad_values_in_the_baseline_channel_fail_naming_file_line_and_column(
+    data: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Given a baseline file (no label column) with a word in a numeric column
+    frame = pd.read_csv(data["train"]).head(600).drop(columns=[TARGET]).astype({"age": object})
+    frame.loc[4, "age"] = "old"
+    bad = tmp_path / "baseline.csv"
+    frame.to_csv(bad, index=False)
+    # Then the job fails with one line naming the file, the line and the column
+    err = _fail(_baseline_argv(data, tmp_path, "--baseline", str(bad)), capsys)
+    assert f"{bad}:6: column 'age' is numeric but holds 'old'" in err
