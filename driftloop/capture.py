@@ -881,7 +881,7 @@ class _ChunkParser:
         for ep in np.flatnonzero(n_rows_per == 0).tolist():
             self.malformed.add("empty_payload", f"{self.name}:{linenos[recs[ep]]}")
         F = self.n_features
-        if self.arrow is not None and len(blk.row_starts):
+        if self.arrow is not None and len(blk.row_starts) >= self.arrow.min_rows:
             # Arrow parses the block only if every row has F fields and every value reads
             # exactly as the numpy path would read it; otherwise (it declines) the numpy
             # path below does the block and its per-row accounting.
@@ -1520,6 +1520,10 @@ class _ArrowCsv:
     are missing values in both engines; "nan" is a float NaN in numeric columns and the
     string "nan" in categorical ones, as in the numpy path.
     """
+
+    # Smaller blocks go to the numpy path: arrow's fixed cost per call (~0.1 ms) would
+    # outweigh its speed (e.g. a reader asked for chunks of a few rows).
+    min_rows = 256
 
     def __init__(self, schema: Schema) -> None:
         import pyarrow as pa

@@ -38,6 +38,13 @@ from tests.unit.test_capture_fuzz import lines_strategy
 
 pytest.importorskip("pyarrow")
 
+
+@pytest.fixture(autouse=True)
+def arrow_on_every_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrow takes blocks of any size here (by default only blocks of 256+ rows)."""
+    monkeypatch.setattr(capture_module._ArrowCsv, "min_rows", 1)
+
+
 WIDE = Schema(features=("n0", "n1", "n2", "k0", "n3", "k1"), categorical=frozenset({"k0", "k1"}))
 
 
@@ -158,6 +165,21 @@ def test_engines_agree_on_the_capture_fixtures() -> None:
             assert_engines_agree(blob, SCHEMA, chunk_rows)
     doc_schema = Schema(features=tuple(f"f{i}" for i in range(69)))
     assert_engines_agree(AWS_DOC_LINE.encode() + b"\n", doc_schema)
+
+
+def test_small_blocks_use_numpy_by_default(
+    arrow_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the default threshold, a block of 255 rows and one of 256
+    monkeypatch.setattr(capture_module._ArrowCsv, "min_rows", 256)
+    small = exact_lines([f"{i},2,3,a,4,b" for i in range(255)])
+    big = exact_lines([f"{i},2,3,a,4,b" for i in range(256)])
+    # When each is read with the arrow engine
+    assert_engines_agree(small, WIDE)
+    assert arrow_calls == []
+    assert_engines_agree(big, WIDE)
+    # Then only the big block went to arrow
+    assert arrow_calls == [True]
 
 
 def test_engine_choice() -> None:
