@@ -6,8 +6,9 @@ its additions (docs/ARCHITECTURE.md, "The retraining state document"). The SageM
 steps (Train, Evaluate) are service integrations that read the names and URIs
 prepare_data put in the document.
 
-    PrepareData      snapshot {id, train_uri, validation_uri, holdout_uri, manifest_uri,
-                     n_train, n_validation, n_holdout}, training_job_name,
+    PrepareData      snapshot {id, train_uri, validation_uri, holdout_uri, baseline_uri,
+                     manifest_uri, n_train, n_validation, n_holdout, n_baseline,
+                     holdout_from, baseline_from}, training_job_name,
                      processing_job_name, champion {model_name, model_data_url,
                      endpoint_config_name, variant_name} | null,
                      challenger_model_data_url, evaluation_uri
@@ -26,6 +27,15 @@ plus the captured requests of the last LOOKBACK_HOURS that have a label, minus w
 current snapshot already holds. The most recent labelled rows become the holdout, kept
 out of training, so champion and challenger are compared on today's data, not on the
 data the champion was fitted to.
+
+The snapshot also holds `baseline/baseline.csv`, the Train step's `baseline` channel: every
+captured request of the last LOOKBACK_HOURS (labelled or not; from the start of the
+triggering event's window when that is later), the traffic the new model is to serve.
+train.py profiles it into the model's baseline.json, so that after a swap the drift check
+compares live traffic with the post-drift world and not with the mostly pre-drift
+training set (which would flag drift in every later window). With fewer than
+MIN_BASELINE_ROWS captured rows it is a copy of the training set (the channel must exist:
+a Step Functions task cannot add a channel conditionally).
 
 The champion keeps serving unless everything goes right: the gate (driftloop.gate) must
 prefer the challenger, the blue/green update must reach InService on the new endpoint
@@ -92,6 +102,10 @@ INITIAL_SNAPSHOT = "initial"
 SPLITS = ("train", "validation", "holdout")
 DEFAULT_HOLDOUT_FRACTION = 0.3
 DEFAULT_MIN_HOLDOUT_ROWS = 200
+# training/train.py's --baseline-min-rows default: fewer captured rows and the snapshot's
+# baseline is its training set.
+DEFAULT_MIN_BASELINE_ROWS = 500
+BASELINE_KEY_NAME = "baseline/baseline.csv"
 SPOOL_BYTES = 32 * 1024 * 1024
 # SageMaker serving settings of the scikit-learn image in script mode (ARCHITECTURE.md).
 MODEL_ENVIRONMENT = {
@@ -190,11 +204,15 @@ def _recent_labelled_rows(
     end: datetime,
     now: datetime,
     malformed: MalformedLog,
+    baseline_start: datetime | None = None,
+    baseline: CsvSpool | None = None,
 ) -> tuple[list[tuple[datetime, str, list[str]]], dict[str, int]]:
     """Captured requests in the hour folders [start, end) that have a label, oldest first.
 
     Labels are read from the hour folders [start, now): a label arrives after its request.
     Returns (inference time, row id, CSV values in schema order + target) per row.
+    With `baseline`, every captured row of the hour folders [baseline_start, end) is also
+    written to it (the features in schema order), labelled or not.
     """
     labels: dict[str, float] = {}
     n_label_files = 0
@@ -209,13 +227,19 @@ def _recent_labelled_rows(
     rows: list[tuple[datetime, str, list[str]]] = []
     seen: set[str] = set()
     n_captured = n_files = 0
-    hours = hour_prefixes_between(start, end)
+    labelled_hours = set(hour_prefixes_between(start, end))
+    baseline_hours: set[str] = set()
+    if baseline is not None:
+        first = min(end, baseline_start or start)
+        baseline_hours = set(hour_prefixes_between(first, end))
+    hours = sorted(labelled_hours | baseline_hours)
     for variant in _aws.list_subfolders(capture_bucket, f"{capture_prefix}/{endpoint}/"):
         for hour in hours:
             for key in _aws.list_keys(capture_bucket, f"{variant}{hour}/"):
                 if not key.endswith(".jsonl"):
                     continue
-                n_files += 1
+                wanted = hour in labelled_hours
+                n_files += wanted
                 with _aws.download(capture_bucket, key) as body:
                     for batch in read_capture(
                         body,
@@ -223,8 +247,11 @@ def _recent_labelled_rows(
                         malformed=malformed,
                         name=f"s3://{capture_bucket}/{key}",
                     ):
-                        n_captured += batch.n_rows
-                        rows.extend(_labelled(batch, schema, labels, seen))
+                        if baseline is not None and hour in baseline_hours:
+                            baseline.write(_feature_rows(batch, schema))
+                        if wanted:
+                            n_captured += batch.n_rows
+                            rows.extend(_labelled(batch, schema, labels, seen))
     rows.sort(key=lambda r: (r[0], r[1]))
     counts = {
         "n_capture_files": n_files,
@@ -234,6 +261,13 @@ def _recent_labelled_rows(
         "n_matched": len(rows),
     }
     return rows, counts
+
+
+def _feature_rows(batch: Any, schema: Schema) -> Iterator[list[str]]:
+    """Every row of a capture batch as CSV values in schema order (no label)."""
+    columns = [(batch.columns.get(f), schema.is_categorical(f)) for f in schema.features]
+    for i in range(batch.n_rows):
+        yield [("" if col is None else _format_value(col[i], cat)) for col, cat in columns]
 
 
 def _labelled(
@@ -259,27 +293,49 @@ def _labelled(
         yield when, rid, values
 
 
+class CsvSpool:
+    """A CSV being written row by row, spooled to /tmp when large, then uploaded once."""
+
+    def __init__(self, header: list[str]) -> None:
+        self.n = 0
+        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES)  # noqa: SIM115
+        self._buffer = io.StringIO()
+        self._writer = csv.writer(self._buffer, lineterminator="\n")
+        self._writer.writerow(header)
+
+    def write(self, rows: Iterable[list[str]]) -> None:
+        for row in rows:
+            self._writer.writerow(row)
+            self.n += 1
+            if self.n % 4096 == 0:
+                self._flush()
+
+    def _flush(self) -> None:
+        self._spool.write(self._buffer.getvalue().encode())
+        self._buffer.seek(0)
+        self._buffer.truncate()
+
+    def upload(self, bucket: str, key: str) -> None:
+        self._flush()
+        self._spool.seek(0)
+        _aws.s3().upload_fileobj(self._spool, bucket, key, ExtraArgs={"ContentType": "text/csv"})
+
+    def close(self) -> None:
+        self._spool.close()
+
+
 def _write_split(
     bucket: str, key: str, header: list[str], parts: Iterable[Iterable[list[str]]]
 ) -> int:
     """Stream rows into a CSV object (spooled to /tmp when large); returns the row count."""
-    n = 0
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
+    spool = CsvSpool(header)
+    try:
         for part in parts:
-            for row in part:
-                writer.writerow(row)
-                n += 1
-                if n % 4096 == 0:
-                    spool.write(buffer.getvalue().encode())
-                    buffer.seek(0)
-                    buffer.truncate()
-        spool.write(buffer.getvalue().encode())
-        spool.seek(0)
-        _aws.s3().upload_fileobj(spool, bucket, key, ExtraArgs={"ContentType": "text/csv"})
-    return n
+            spool.write(part)
+        spool.upload(bucket, key)
+    finally:
+        spool.close()
+    return spool.n
 
 
 def _read_pointer(bucket: str) -> tuple[str, dict[str, Any]]:
@@ -329,6 +385,39 @@ def _holdout_size(n_recent: int, fraction: float, minimum: int) -> int:
     return min(n_recent, max(math.ceil(fraction * n_recent), minimum))
 
 
+def _serving_schema(artifacts: str, baseline_key: str) -> Schema:
+    """The schema of the training set, from the serving model's baseline."""
+    try:
+        baseline = DatasetProfile.from_json(
+            _aws.get_bytes(artifacts, baseline_key), where=f"s3://{artifacts}/{baseline_key}"
+        )
+    except DriftloopError:
+        raise
+    except Exception as exc:
+        if _aws.is_missing(exc):
+            raise DriftloopError(
+                f"s3://{artifacts}/{baseline_key}: baseline not found (it "
+                "carries the schema of the training set)"
+            ) from exc
+        raise
+    return baseline.schema
+
+
+def _baseline_start(state: dict[str, Any], end: datetime, lookback: int) -> datetime:
+    """Where the new model's baseline traffic starts: the look-back, or the triggering window.
+
+    The whole look-back (whatever the parent snapshot already holds), but no earlier than
+    the start of the window whose drift or degradation triggered the run: with hourly
+    windows and a week of look-back, the week would be mostly the world before the drift.
+    """
+    start = end - timedelta(hours=lookback)
+    detail = (state.get("reason") or {}).get("detail")
+    raw = detail.get("window_start") if isinstance(detail, dict) else None
+    if isinstance(raw, str):
+        start = max(start, min(end, parse_iso(raw, where="state reason.detail.window_start")))
+    return start
+
+
 @tracer.capture_method
 def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
     """Write training/{id}/{train,validation,holdout}.csv + manifest.json; returns `snapshot`."""
@@ -344,21 +433,9 @@ def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
             f"environment variable HOLDOUT_FRACTION must be in (0, 1), not {fraction}"
         )
     min_holdout = _aws.env_int("MIN_HOLDOUT_ROWS", DEFAULT_MIN_HOLDOUT_ROWS, minimum=1)
+    min_baseline = _aws.env_int("MIN_BASELINE_ROWS", DEFAULT_MIN_BASELINE_ROWS, minimum=1)
 
-    try:
-        baseline = DatasetProfile.from_json(
-            _aws.get_bytes(artifacts, baseline_key), where=f"s3://{artifacts}/{baseline_key}"
-        )
-    except DriftloopError:
-        raise
-    except Exception as exc:
-        if _aws.is_missing(exc):
-            raise DriftloopError(
-                f"s3://{artifacts}/{baseline_key}: baseline not found (it "
-                "carries the schema of the training set)"
-            ) from exc
-        raise
-    schema = baseline.schema
+    schema = _serving_schema(artifacts, baseline_key)
     target = schema.target or "label"
     header = [*schema.features, target]
 
@@ -368,26 +445,38 @@ def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
     start = end - timedelta(hours=lookback)
     if parent_manifest.get("captured_until"):
         start = max(start, parse_iso(parent_manifest["captured_until"], where="parent manifest"))
+    baseline_start = _baseline_start(state, end, lookback)
     malformed = MalformedLog()
-    recent, counts = _recent_labelled_rows(
-        schema,
-        capture_bucket=_aws.env_str("CAPTURE_BUCKET"),
-        capture_prefix=_aws.env_str("CAPTURE_PREFIX", "capture").strip("/"),
-        truth_bucket=_aws.env_str("GROUND_TRUTH_BUCKET"),
-        truth_prefix=_aws.env_str("GROUND_TRUTH_PREFIX", "ground-truth").strip("/"),
-        endpoint=endpoint,
-        start=start,
-        end=max(start, end),
-        now=now,
-        malformed=malformed,
-    )
+    baseline_rows = CsvSpool(list(schema.features))
+    try:
+        recent, counts = _recent_labelled_rows(
+            schema,
+            capture_bucket=_aws.env_str("CAPTURE_BUCKET"),
+            capture_prefix=_aws.env_str("CAPTURE_PREFIX", "capture").strip("/"),
+            truth_bucket=_aws.env_str("GROUND_TRUTH_BUCKET"),
+            truth_prefix=_aws.env_str("GROUND_TRUTH_PREFIX", "ground-truth").strip("/"),
+            endpoint=endpoint,
+            start=start,
+            end=max(start, end),
+            now=now,
+            malformed=malformed,
+            baseline_start=baseline_start,
+            baseline=baseline_rows,
+        )
+        counts["n_baseline_captured"] = baseline_rows.n
+        snapshot_id = run_id
+        base = f"training/{snapshot_id}"
+        baseline_csv = f"{base}/{BASELINE_KEY_NAME}"
+        baseline_from = "recent" if baseline_rows.n >= min_baseline else "train"
+        if baseline_from == "recent":
+            baseline_rows.upload(datasets, baseline_csv)
+    finally:
+        baseline_rows.close()
 
     n_hold = _holdout_size(len(recent), fraction, min_holdout)
     recent_train = [r[2] for r in recent[: len(recent) - n_hold]]
     recent_hold = [r[2] for r in recent[len(recent) - n_hold :]]
 
-    snapshot_id = run_id
-    base = f"training/{snapshot_id}"
     parent_prefix = f"training/{parent}"
     sources: dict[str, list[str]] = {split: [] for split in SPLITS}
     opened: list[IO[bytes]] = []
@@ -433,6 +522,16 @@ def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
             f"snapshot {snapshot_id}: no holdout rows (no recent labelled traffic "
             f"and no holdout in s3://{datasets}/{parent_prefix}/)"
         )
+    if baseline_from == "train":
+        # Too little recent traffic to profile: the new model's baseline is its training set.
+        _aws.s3().copy_object(
+            Bucket=datasets,
+            Key=baseline_csv,
+            CopySource={"Bucket": datasets, "Key": f"{base}/train.csv"},
+            ContentType="text/csv",
+            MetadataDirective="REPLACE",
+        )
+    n_baseline = baseline_rows.n if baseline_from == "recent" else n_train
 
     manifest = {
         "snapshot_id": snapshot_id,
@@ -448,6 +547,10 @@ def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
         "n_recent_train": len(recent_train),
         "n_recent_holdout": len(recent_hold),
         "holdout_from": "recent" if recent_hold else "parent",
+        "n_baseline": n_baseline,
+        "baseline_from": baseline_from,
+        "min_baseline_rows": min_baseline,
+        "baseline_captured_from": format_iso(baseline_start),
         "captured_from": format_iso(start),
         "captured_until": format_iso(max(start, end)),
         "recent": counts,
@@ -460,11 +563,14 @@ def build_snapshot(state: dict[str, Any], now: datetime) -> dict[str, Any]:
         "train_uri": f"s3://{datasets}/{base}/train.csv",
         "validation_uri": f"s3://{datasets}/{base}/validation.csv",
         "holdout_uri": f"s3://{datasets}/{base}/holdout.csv",
+        "baseline_uri": f"s3://{datasets}/{baseline_csv}",
         "manifest_uri": manifest_uri,
         "n_train": n_train,
         "n_validation": n_validation,
         "n_holdout": n_holdout,
+        "n_baseline": n_baseline,
         "holdout_from": manifest["holdout_from"],
+        "baseline_from": baseline_from,
     }
 
 

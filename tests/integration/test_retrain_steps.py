@@ -570,6 +570,67 @@ def test_without_recent_labels_the_parent_holdout_is_kept_and_a_missing_evaluati
         retrain_steps.read_evaluation(state, lambda_context)
 
 
+def _captured_inputs(hours: tuple[int, ...]) -> list[tuple[float, float, str]]:
+    """The (income, age, region) of every request seeded_objects() captured in these hours.
+
+    capture_lines draws its rows with loan_rows from the same generator (seeded by the hour).
+    """
+    out = []
+    for hour in hours:
+        income, age, region, _ = loan_rows(np.random.default_rng(hour), 100)
+        out += [
+            (float(f"{x:.4f}"), float(f"{a:.2f}"), str(r))
+            for x, a, r in zip(income, age, region, strict=True)
+        ]
+    return sorted(out)
+
+
+def test_prepare_data_writes_the_recent_captured_traffic_as_the_baseline_channel(
+    world: dict[str, Any],
+    lambda_context: FakeLambdaContext,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given at least 300 rows wanted for a baseline, and 400 requests captured in the
+    # 6-hour look-back (08:00-11:00), 20 of them without a label yet
+    monkeypatch.setenv("MIN_BASELINE_ROWS", "300")
+    # When the data is prepared for a drift event on an older window (05:00)
+    state = retrain_steps.prepare_data(initial_state(), lambda_context)
+    # Then the snapshot's baseline channel holds every captured request of the look-back,
+    # labelled or not, as the model's inputs (no label column)
+    snap = state["snapshot"]
+    assert snap["baseline_uri"] == f"s3://datasets/training/{RUN_ID}/baseline/baseline.csv"
+    assert (snap["n_baseline"], snap["baseline_from"]) == (400, "recent")
+    rows = list(csv.reader(io.StringIO(s3_text(snap["baseline_uri"]))))
+    assert rows[0] == list(FEATURES) and len(rows) == 401
+    got = sorted((float(r[0]), float(r[1]), r[2]) for r in rows[1:])
+    assert got == _captured_inputs((8, 9, 10, 11))
+    # And the manifest says where the baseline came from
+    manifest = json.loads(s3_text(snap["manifest_uri"]))
+    assert manifest["baseline_from"] == "recent" and manifest["n_baseline"] == 400
+    assert manifest["baseline_captured_from"] == "2026-11-01T06:00:00Z"
+    assert manifest["recent"]["n_baseline_captured"] == 400
+
+    # When the triggering window started at 10:00: only 10:00-11:00 are the new world
+    later = initial_state()
+    later["run_id"] = RUN_ID + "-later"
+    later["reason"]["detail"]["window_start"] = "2026-11-01T10:00:00Z"
+    state = retrain_steps.prepare_data(later, lambda_context)
+    # Then those 200 rows are too few, and the baseline channel is the training set
+    snap = state["snapshot"]
+    assert (snap["baseline_from"], snap["n_baseline"]) == ("train", snap["n_train"])
+    assert s3_text(snap["baseline_uri"]) == s3_text(snap["train_uri"])
+    assert json.loads(s3_text(snap["manifest_uri"]))["recent"]["n_baseline_captured"] == 200
+
+    # When 150 rows are enough
+    monkeypatch.setenv("MIN_BASELINE_ROWS", "150")
+    later["run_id"] = RUN_ID + "-enough"
+    snap = retrain_steps.prepare_data(later, lambda_context)["snapshot"]
+    # Then the baseline is the 200 captured requests since the triggering window's start
+    rows = list(csv.reader(io.StringIO(s3_text(snap["baseline_uri"]))))
+    assert (snap["baseline_from"], snap["n_baseline"], len(rows)) == ("recent", 200, 201)
+    assert sorted((float(r[0]), float(r[1]), r[2]) for r in rows[1:]) == _captured_inputs((10, 11))
+
+
 def test_a_model_archive_without_a_baseline_is_never_deployed(
     world: dict[str, Any],
     lambda_context: FakeLambdaContext,
