@@ -444,6 +444,9 @@ class RetrainWorkflow(Construct):
                 input_data_config=[
                     self._channel("train", "$.snapshot.train_uri"),
                     self._channel("validation", "$.snapshot.validation_uri"),
+                    # The traffic the new model is to serve: train.py profiles it for the
+                    # drift check's baseline (a copy of train.csv when there is too little).
+                    self._channel("baseline", "$.snapshot.baseline_uri"),
                 ],
                 output_data_config=tasks.OutputDataConfig(
                     s3_output_location=ScopedLocation(artifacts.s3_url_for_object("models/")),

@@ -128,6 +128,11 @@ def test_train_is_a_sync_training_job_in_script_mode(definition: dict[str, Any])
         channels["validation"]["DataSource"]["S3DataSource"]["S3Uri.$"]
         == "$.snapshot.validation_uri"
     )
+    # the baseline channel: the recent traffic train.py profiles for the drift check
+    assert (
+        channels["baseline"]["DataSource"]["S3DataSource"]["S3Uri.$"] == "$.snapshot.baseline_uri"
+    )
+    assert set(channels) == {"train", "validation", "baseline"}
     assert (
         params["OutputDataConfig"]["S3OutputPath"]
         == "s3://${import:Driftloop-ArtifactsBucketName}/models/"
