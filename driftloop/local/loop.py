@@ -240,7 +240,9 @@ DEMO_CONTEXT: dict[str, Any] = {
     "quality_schedule": "rate(12 hours)",
     "grace_minutes": 15,
     "label_delay_hours": 6,
-    "cooldown_minutes": 7 * 24 * 60,
+    # Longer than a quality verdict on pre-swap traffic takes to arrive (a window + the
+    # label delay + a schedule period = 30 h): that late verdict must not retrain again.
+    "cooldown_minutes": 36 * 60,
     "lookback_hours": 12,
     "canary_percent": 50,
     "canary_wait_seconds": 3600,
@@ -2116,7 +2118,11 @@ class DemoRun:
         started = time.perf_counter()
         job = run_training_job(
             job_name=job_name,
-            channels={"train": snapshot["train_uri"], "validation": snapshot["validation_uri"]},
+            channels={
+                name: snapshot[f"{name}_uri"]
+                for name in ("train", "validation", "baseline")
+                if snapshot.get(f"{name}_uri")
+            },
             hyperparameters={"seed": self.options.seed},
             output_s3_uri=output,
             s3_client=self.s3,
