@@ -51,7 +51,7 @@ import csv
 import gc
 import io
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
@@ -915,17 +915,10 @@ class _ChunkParser:
             elif block is not None:
                 cols[fname] = block[:, num_j.index(j)]
             else:
-                vals, bad = blk.numeric(s, e)
-                cols[fname] = vals
-                if bad is not None:
-                    for r in np.flatnonzero(bad & row_ok).tolist():
-                        tok = blk.token(int(s[r]), int(e[r]))
-                        self.malformed.add(
-                            "unparseable_value",
-                            f"{self.name}:{linenos[recs[g_payload[r]]]}",
-                            f"{fname}={tok[:40]!r}",
-                        )
-                    row_ok &= ~bad
+                cols[fname] = blk.numeric_counted(
+                    s, e, row_ok, self.malformed, fname,
+                    lambda r: f"{self.name}:{linenos[recs[g_payload[r]]]}",
+                )  # fmt: skip
         if not row_ok.all():
             cols = {k: v[row_ok] for k, v in cols.items()}
             g_payload = g_payload[row_ok]
@@ -1405,6 +1398,25 @@ class _CsvBlock:
         return np.fromiter(values, dtype=np.float64, count=len(values)).reshape(
             len(starts), len(cols)
         )
+
+    def numeric_counted(
+        self,
+        s: np.ndarray,
+        e: np.ndarray,
+        row_ok: np.ndarray,
+        malformed: MalformedLog,
+        fname: str,
+        where: Callable[[int], str],
+    ) -> np.ndarray:
+        """`numeric`, with each unparseable value counted at `where(row)` and its row
+        cleared in `row_ok` (in place), so the row is dropped rather than kept half-read."""
+        vals, bad = self.numeric(s, e)
+        if bad is not None:
+            for r in np.flatnonzero(bad & row_ok).tolist():
+                tok = self.token(int(s[r]), int(e[r]))
+                malformed.add("unparseable_value", where(r), f"{fname}={tok[:40]!r}")
+            row_ok &= ~bad
+        return vals
 
     def numeric(self, s: np.ndarray, e: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """float64 values and the mask of unparseable tokens (None when all parsed).

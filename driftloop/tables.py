@@ -154,17 +154,9 @@ class _TableChunk:
             if block is not None:
                 cols[fname] = block[:, position[fname]]
                 continue
-            vals, bad = blk.numeric(s, e)
-            cols[fname] = vals
-            if bad is not None:
-                for r in np.flatnonzero(bad & row_ok).tolist():
-                    tok = blk.token(int(s[r]), int(e[r]))
-                    self.malformed.add(
-                        "unparseable_value",
-                        f"{self.name}:{int(linenos[r])}",
-                        f"{fname}={tok[:40]!r}",
-                    )
-                row_ok &= ~bad
+            cols[fname] = blk.numeric_counted(
+                s, e, row_ok, self.malformed, fname, lambda r: f"{self.name}:{int(linenos[r])}"
+            )
         if not row_ok.all():
             cols = {f: c[row_ok] for f, c in cols.items()}
         n = int(row_ok.sum())
