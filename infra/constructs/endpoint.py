@@ -23,6 +23,7 @@ from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
+from infra.constructs.sagemaker_role import grant_sagemaker_telemetry
 from infra.constructs.storage import CAPTURE_PREFIX
 
 VARIANT_NAME = "AllTraffic"
@@ -98,31 +99,7 @@ class ModelEndpoint(Construct):
         artifacts.grant_read(self.role)
         capture.grant_put(self.role, f"{CAPTURE_PREFIX}/*")
         key.grant_encrypt_decrypt(self.role)
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name="/aws/sagemaker/Endpoints/*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                ],
-            )
-        )
-        self.role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource-level permissions
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
-            )
-        )
+        grant_sagemaker_telemetry(self.role, stack, ["/aws/sagemaker/Endpoints/*"])
         if model_data_url is None:
             model_data_url = artifacts.s3_url_for_object("models/initial/model.tar.gz")
         else:

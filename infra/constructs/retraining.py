@@ -41,6 +41,7 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.constructs.functions import SERVICE_STEPS, SERVICE_TRIGGER, DriftloopFunction
+from infra.constructs.sagemaker_role import grant_sagemaker_telemetry
 from infra.constructs.storage import CAPTURE_PREFIX, GROUND_TRUTH_PREFIX
 
 # Where SageMaker puts a processing job's inputs and takes its outputs.
@@ -176,31 +177,10 @@ class RetrainWorkflow(Construct):
         key.grant(self.job_role, "kms:CreateGrant", "kms:DescribeKey")
         self.sourcedir.grant_read(self.job_role)
         self.evaluate_script.grant_read(self.job_role)
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=[
-                    "logs:CreateLogGroup",
-                    "logs:CreateLogStream",
-                    "logs:PutLogEvents",
-                    "logs:DescribeLogStreams",
-                ],
-                resources=[
-                    stack.format_arn(
-                        service="logs",
-                        resource="log-group",
-                        resource_name=f"/aws/sagemaker/{kind}Jobs:*",
-                        arn_format=cdk.ArnFormat.COLON_RESOURCE_NAME,
-                    )
-                    for kind in ("Training", "Processing")
-                ],
-            )
-        )
-        self.job_role.add_to_policy(
-            iam.PolicyStatement(
-                actions=["cloudwatch:PutMetricData"],
-                resources=["*"],  # PutMetricData has no resource-level permissions
-                conditions={"StringLike": {"cloudwatch:namespace": ["/aws/sagemaker/*"]}},
-            )
+        grant_sagemaker_telemetry(
+            self.job_role,
+            stack,
+            [f"/aws/sagemaker/{kind}Jobs:*" for kind in ("Training", "Processing")],
         )
 
         # -- the Lambda steps
