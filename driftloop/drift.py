@@ -262,20 +262,21 @@ def _missing_part(
     return rb, rc, p, abs(rc - rb) >= config.missing_threshold
 
 
-def _compare_numeric(
-    name: str, b: NumericProfile, c: NumericProfile, config: DriftConfig
+def _undecided(
+    name: str,
+    kind: str,
+    method: str,
+    threshold: float,
+    nb: int,
+    nc: int,
+    rb: float,
+    rc: float,
+    p_miss: float,
 ) -> FeatureDrift:
-    if not np.array_equal(b.edges, c.edges):
-        raise DriftloopError(f"drift: feature {name!r} was not profiled on the baseline's bins")
-    nb, nc = b.n_present, c.n_present
-    rb, rc, p_miss, miss_effect = _missing_part(
-        b.n_missing + b.n_invalid, b.n, c.n_missing + c.n_invalid, c.n, config
-    )
-    method = config.numeric_method
-    threshold = config.numeric_threshold if method == "wasserstein" else config.psi_threshold
-    out = FeatureDrift(
+    """A feature's result before its distribution tests: not drifted, p-values 1."""
+    return FeatureDrift(
         name=name,
-        kind="numeric",
+        kind=kind,
         drift=False,
         method=method,
         score=None,
@@ -288,6 +289,20 @@ def _compare_numeric(
         missing_rate_current=rc,
         missing_p_value=p_miss,
     )
+
+
+def _compare_numeric(
+    name: str, b: NumericProfile, c: NumericProfile, config: DriftConfig
+) -> FeatureDrift:
+    if not np.array_equal(b.edges, c.edges):
+        raise DriftloopError(f"drift: feature {name!r} was not profiled on the baseline's bins")
+    nb, nc = b.n_present, c.n_present
+    rb, rc, p_miss, miss_effect = _missing_part(
+        b.n_missing + b.n_invalid, b.n, c.n_missing + c.n_invalid, c.n, config
+    )
+    method = config.numeric_method
+    threshold = config.numeric_threshold if method == "wasserstein" else config.psi_threshold
+    out = _undecided(name, "numeric", method, threshold, nb, nc, rb, rc, p_miss)
     p_dist = 1.0
     dist_effect = False
     if nb > 0 and nc > 0:
@@ -345,21 +360,7 @@ def _compare_categorical(
     rb, rc, p_miss, miss_effect = _missing_part(b.n_missing, b.n, c.n_missing, c.n, config)
     method = config.categorical_method
     threshold = config.categorical_threshold if method == "jensen_shannon" else config.psi_threshold
-    out = FeatureDrift(
-        name=name,
-        kind="categorical",
-        drift=False,
-        method=method,
-        score=None,
-        threshold=threshold,
-        p_value=1.0,
-        p_value_adjusted=1.0,
-        n=nc,
-        n_baseline=nb,
-        missing_rate_baseline=rb,
-        missing_rate_current=rc,
-        missing_p_value=p_miss,
-    )
+    out = _undecided(name, "categorical", method, threshold, nb, nc, rb, rc, p_miss)
     p_dist = 1.0
     dist_effect = unseen_effect = False
     if nb > 0 and nc > 0:
