@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -22,3 +23,34 @@ class FeatureBatch:
     event_ids: list[str] | None = None
     inference_ids: list[str | None] | None = None
     inference_times: np.ndarray | None = None
+
+
+def concat_batches(batches: list[FeatureBatch]) -> FeatureBatch | None:
+    """The rows of `batches` one after another (None for no batches).
+
+    Columns are taken from the first batch; an optional field is kept only when every
+    batch has it.
+    """
+    if not batches:
+        return None
+    if len(batches) == 1:
+        return batches[0]
+
+    def joined(field: str) -> np.ndarray | None:
+        parts = [getattr(b, field) for b in batches]
+        return None if any(p is None for p in parts) else np.concatenate(parts)
+
+    def listed(field: str) -> list[Any] | None:
+        parts = [getattr(b, field) for b in batches]
+        return None if any(p is None for p in parts) else [x for p in parts for x in p]
+
+    return FeatureBatch(
+        columns={
+            name: np.concatenate([b.columns[name] for b in batches]) for name in batches[0].columns
+        },
+        n_rows=sum(b.n_rows for b in batches),
+        predictions=joined("predictions"),
+        event_ids=listed("event_ids"),
+        inference_ids=listed("inference_ids"),
+        inference_times=joined("inference_times"),
+    )

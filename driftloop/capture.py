@@ -60,9 +60,14 @@ from typing import IO, Any
 import numpy as np
 import orjson
 
-from driftloop.batch import FeatureBatch
+from driftloop.batch import FeatureBatch, concat_batches
 from driftloop.errors import DriftloopError, MalformedLog
 from driftloop.schema import Schema
+
+try:  # the optional compiled scanner (setup.py builds it where a C compiler is at hand)
+    from driftloop import _scan
+except ImportError:  # pragma: no cover - exercised by the install without a compiler
+    _scan = None  # type: ignore[assignment]
 
 __all__ = [
     "DROPPING_REASONS",
@@ -554,6 +559,7 @@ class _ChunkParser:
         malformed: MalformedLog,
         name: str,
         arrow: _ArrowCsv | None = None,
+        native: _NativeScan | None = None,
     ) -> None:
         self.schema = schema
         self.malformed = malformed
@@ -562,12 +568,61 @@ class _ChunkParser:
         self.cat_mask = [schema.is_categorical(f) for f in schema.features]
         self.time_cache: dict[str, int] = {}
         self.arrow = arrow
+        self.native = native
 
-    # ---- pulling the fields out of the JSON lines
     def parse(
         self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
     ) -> FeatureBatch | None:
-        """Rows of the lines in pieces: (bytes, positions of its newlines), lines whole."""
+        """Rows of the lines in pieces: (bytes, positions of its newlines), lines whole.
+
+        With the compiled scanner, each piece it reads whole becomes rows at once; runs
+        of the other pieces go through the Python paths below. Those count malformed
+        input in line order (see `_LineOrderedLog`), so how a chunk is split between the
+        two never changes what is counted or the order of the examples.
+        """
+        if self.native is None:
+            return self._parse_general(pieces, first_lineno)
+        native = self.native
+        out = native.start(sum(len(nl) for _, nl in pieces))
+        parts: list[FeatureBatch | tuple[int, int] | None] = []  # batches, native row ranges
+        run: list[tuple[bytes, np.ndarray]] = []  # pieces waiting for the Python paths
+        run_lineno = lineno = first_lineno
+        for piece, nl in pieces:
+            at = out.rows
+            if native.scan(piece, len(nl), out, self._seconds):
+                if run:
+                    parts.append(self._parse_general(run, run_lineno))
+                    run = []
+                if parts and isinstance(parts[-1], tuple):
+                    parts[-1] = (parts[-1][0], out.rows)
+                else:
+                    parts.append((at, out.rows))
+            else:
+                if not run:
+                    run_lineno = lineno
+                run.append((piece, nl))
+            lineno += len(nl)
+        if run:
+            parts.append(self._parse_general(run, run_lineno))
+        batches = [out.batch(*p) if isinstance(p, tuple) else p for p in parts]
+        return concat_batches([b for b in batches if b is not None])
+
+    # ---- pulling the fields out of the JSON lines
+    def _parse_general(
+        self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
+    ) -> FeatureBatch | None:
+        """Rows of the lines in pieces, malformed input counted in line order."""
+        log = _LineOrderedLog()
+        real, self.malformed = self.malformed, log
+        try:
+            return self._parse_lines(pieces, first_lineno)
+        finally:
+            self.malformed = real
+            log.flush_to(real)
+
+    def _parse_lines(
+        self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
+    ) -> FeatureBatch | None:
         f = _Fields()
         gc_was_enabled = gc.isenabled()
         # Parsing allocates many short-lived dicts; the cyclic collector would rescan
@@ -1641,18 +1696,133 @@ def _arrow_values(arr: Any, dtype: type[np.generic]) -> tuple[np.ndarray, np.nda
     return values, bits[arr.offset : arr.offset + n].astype(bool)
 
 
-def _arrow_engine(engine: str, schema: Schema) -> _ArrowCsv | None:
-    """The arrow payload parser for `engine`, or None for the numpy path."""
-    if engine not in ("auto", "numpy", "arrow"):
-        raise DriftloopError(f"engine must be auto, numpy or arrow, not {engine!r}")
-    if engine == "numpy" or not schema.features:
-        return None
-    try:
-        return _ArrowCsv(schema)
-    except ImportError as exc:
-        if engine == "arrow":
-            raise DriftloopError(f"engine='arrow' needs pyarrow ({exc})") from exc
-        return None
+class _LineOrderedLog(MalformedLog):
+    """Holds a parse's malformed entries, then hands them on sorted by line.
+
+    The Python paths count in stages (layout, then times, then values), so without this
+    the order of the examples would depend on how many lines one parse call covers.
+    Sorting is stable: entries of one line keep their stage order.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[tuple[int, str, str, str, int]] = []
+
+    def add(self, reason: str, where: str, detail: str = "", count: int = 1) -> None:
+        line = where.rpartition(":")[2]
+        self.entries.append((int(line) if line.isdigit() else 0, reason, where, detail, count))
+
+    def flush_to(self, log: MalformedLog) -> None:
+        for _, reason, where, detail, count in sorted(self.entries, key=lambda e: e[0]):
+            log.add(reason, where, detail, count)
+        self.entries = []
+
+
+class _NativeOut:
+    """The arrays one chunk's natively scanned pieces are written into, column-major."""
+
+    def __init__(self, n_lines: int, n_num: int, n_cat: int) -> None:
+        self.num = np.empty((n_num, n_lines), dtype=np.float64)
+        self.codes = np.empty((n_cat, n_lines), dtype=np.int32)
+        self.cats = np.empty((n_cat, n_lines), dtype=object)
+        self.pred = np.empty(n_lines, dtype=np.float64)
+        self.time_codes = np.empty(n_lines, dtype=np.int32)
+        self.seconds = np.empty(n_lines, dtype=np.int64)
+        self.event_ids: list[str] = []
+        self.inference_ids: list[str | None] = []
+        self.rows = 0
+        self.columns: dict[str, np.ndarray] = {}
+
+    def batch(self, a: int, b: int) -> FeatureBatch:
+        return FeatureBatch(
+            columns={f: c[a:b] for f, c in self.columns.items()},
+            n_rows=b - a,
+            predictions=self.pred[a:b],
+            event_ids=self.event_ids[a:b],
+            inference_ids=self.inference_ids[a:b],
+            inference_times=self.seconds[a:b].view("datetime64[s]"),
+        )
+
+
+class _NativeScan:
+    """Pieces read by the compiled scanner, driftloop._scan (see driftloop/_scan.c).
+
+    It accepts a piece only if every line is in SageMaker's exact layout with one CSV
+    row per request and values it reads exactly as the Python paths do (plain decimal
+    numbers, printable ASCII); otherwise it declines and the Python paths read the
+    piece, and count whatever is malformed in it.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.features = list(schema.features)
+        self.kinds = bytes(1 if schema.is_categorical(f) else 0 for f in self.features)
+        self.num_features = [f for f in self.features if not schema.is_categorical(f)]
+        self.cat_features = [f for f in self.features if schema.is_categorical(f)]
+
+    def start(self, n_lines: int) -> _NativeOut:
+        out = _NativeOut(n_lines, len(self.num_features), len(self.cat_features))
+        cols = {f: out.num[j] for j, f in enumerate(self.num_features)}
+        cols.update({f: out.cats[k] for k, f in enumerate(self.cat_features)})
+        out.columns = {f: cols[f] for f in self.features}
+        return out
+
+    def scan(
+        self,
+        piece: bytes,
+        n: int,
+        out: _NativeOut,
+        seconds: Callable[[list[str]], np.ndarray],
+    ) -> bool:
+        """Read the n lines of piece into out's next n rows; False (nothing kept) if declined."""
+        a = out.rows
+        got = _scan.scan(
+            piece, n, self.kinds, out.num, out.codes, out.pred, out.time_codes, out.num.shape[1], a
+        )
+        if got is None:
+            return False
+        names, event_ids, inference_ids, times = got
+        sec = seconds(times)
+        if (sec == NAT_SECONDS).any():
+            return False  # the Python paths count the bad times
+        b = a + n
+        out.seconds[a:b] = sec[out.time_codes[a:b]]
+        for k, words in enumerate(names):
+            lookup = np.empty(len(words) + 1, dtype=object)
+            lookup[: len(words)] = words  # code -1 (an empty value) picks the None at the end
+            np.take(lookup, out.codes[k, a:b], out=out.cats[k, a:b])
+        out.event_ids += event_ids
+        out.inference_ids += inference_ids if inference_ids is not None else [None] * n
+        out.rows = b
+        return True
+
+
+def _engines(engine: str, schema: Schema) -> tuple[_ArrowCsv | None, _NativeScan | None]:
+    """The arrow payload parser and the compiled scanner `engine` asks for (None: not used).
+
+    "numpy" uses neither (the reference path), "arrow" pyarrow for CSV blocks, "native"
+    the compiled scanner for exact-layout pieces, "auto" each of the two that is there.
+    """
+    if engine not in ("auto", "numpy", "arrow", "native"):
+        raise DriftloopError(f"engine must be auto, numpy, arrow or native, not {engine!r}")
+    if not schema.features:
+        return None, None
+    native: _NativeScan | None = None
+    if engine in ("auto", "native"):
+        if _scan is not None:
+            native = _NativeScan(schema)
+        elif engine == "native":
+            raise DriftloopError(
+                "engine='native' needs driftloop's compiled scanner, which was not built "
+                "(reinstall with a C compiler: pip install -e .)"
+            )
+    arrow = None
+    if engine in ("auto", "arrow"):
+        try:
+            arrow = _ArrowCsv(schema)
+        except ImportError as exc:
+            if engine == "arrow":
+                raise DriftloopError(f"engine='arrow' needs pyarrow ({exc})") from exc
+    return arrow, native
 
 
 def _iter_line_chunks(
@@ -1762,7 +1932,7 @@ def read_capture(
     """
     if chunk_rows < 1:
         raise DriftloopError(f"chunk_rows must be at least 1, not {chunk_rows}")
-    arrow = _arrow_engine(engine, schema)
+    engines = _engines(engine, schema)
     if isinstance(source, str | Path):
         path = Path(source)
         label = name or str(path)
@@ -1771,10 +1941,10 @@ def read_capture(
         except OSError as exc:
             raise DriftloopError(f"{path}: cannot open capture file ({exc.strerror})") from exc
         with fh:
-            yield from _read_stream(fh, schema, chunk_rows, malformed, label, arrow)
+            yield from _read_stream(fh, schema, chunk_rows, malformed, label, *engines)
     else:
         label = name or str(getattr(source, "name", "<stream>"))
-        yield from _read_stream(source, schema, chunk_rows, malformed, label, arrow)
+        yield from _read_stream(source, schema, chunk_rows, malformed, label, *engines)
 
 
 def _read_stream(
@@ -1784,8 +1954,9 @@ def _read_stream(
     malformed: MalformedLog,
     name: str,
     arrow: _ArrowCsv | None,
+    native: _NativeScan | None,
 ) -> Iterator[FeatureBatch]:
-    parser = _ChunkParser(schema, malformed, name, arrow)
+    parser = _ChunkParser(schema, malformed, name, arrow, native)
     lineno = 1
     for pieces in _iter_line_chunks(fh, chunk_rows):
         batch = parser.parse(pieces, lineno)

@@ -41,6 +41,15 @@ def _walk(top: Path, *, skip_dirs: frozenset[str] = SKIP_DIRS) -> Iterator[Path]
                 yield Path(dirpath) / name
 
 
+def _walk_sources(top: Path) -> Iterator[Path]:
+    """The project's own files under `top`, without extensions compiled on this machine.
+
+    driftloop._scan is built by `pip install` for this machine's Python; the Lambda and
+    SageMaker runtimes run another one, where driftloop reads capture files without it.
+    """
+    return (p for p in _walk(top) if not p.name.endswith(".so"))
+
+
 def _digest(entries: Iterable[tuple[str, Path]]) -> str:
     h = hashlib.sha256()
     for rel, src in entries:
@@ -65,7 +74,7 @@ def lambda_bundle_entries(root: Path = ROOT) -> list[tuple[str, Path]]:
     deps = lambda_deps_dir(root)
     entries: list[tuple[str, Path]] = []
     for package in ("lambdas", "driftloop"):
-        entries += [(str(p.relative_to(root)), p) for p in _walk(root / package)]
+        entries += [(str(p.relative_to(root)), p) for p in _walk_sources(root / package)]
     # The wheels' console scripts (bin/) are of no use inside a Lambda.
     for path in _walk(deps, skip_dirs=SKIP_DIRS | {"bin"}):
         rel = str(path.relative_to(deps))
@@ -125,7 +134,7 @@ def sourcedir_entries(root: Path = ROOT, *, vendor_py312: bool = False) -> list[
             f"{root / 'training' / 'train.py'}: the training entry point is missing"
         )
     entries = [(p.name, p) for p in training]
-    entries += [(str(p.relative_to(root)), p) for p in _walk(root / "driftloop")]
+    entries += [(str(p.relative_to(root)), p) for p in _walk_sources(root / "driftloop")]
     if vendor_py312:
         deps = lambda_deps_dir(root)
         for top in sorted(deps.iterdir()):

@@ -75,9 +75,11 @@ def _fake_tree(root: Path) -> None:
         "driftloop/__init__.py": "",
         "driftloop/core.py": "x = 1\n",
         "driftloop/__pycache__/core.cpython-311.pyc": "junk",
+        "driftloop/_scan.cpython-311-x86_64-linux-gnu.so": "built here, for this Python",
         "lambdas/handler.py": "def handler(e, c): return 1\n",
         "lambdas/tests/test_x.py": "",
         "build/lambda-deps/numpy/__init__.py": "",
+        "build/lambda-deps/numpy/_core.cpython-312-x86_64-linux-gnu.so": "",
         "build/lambda-deps/orjson/__init__.py": "",
         "build/lambda-deps/orjson-3.9.0.dist-info/METADATA": "",
         "training/requirements.txt": "orjson\n",
@@ -100,8 +102,8 @@ def test_sourcedir_is_deterministic_and_laid_out_for_script_mode(tmp_path: Path)
     assert second_path.read_bytes() == first
     with tarfile.open(second_path) as tar:
         members = {m.name: m for m in tar.getmembers()}
-    # And train.py sits at the top with driftloop/ beside it, without caches; for a
-    # non-3.12 image the container installs requirements.txt
+    # And train.py sits at the top with driftloop/ beside it, without caches or
+    # extensions compiled here; for a non-3.12 image the container installs requirements.txt
     assert set(members) == {
         "train.py",
         "evaluate.py",
@@ -138,12 +140,14 @@ def test_lambda_bundle_holds_code_and_wheels_without_caches(tmp_path: Path) -> N
     # When the bundle is assembled
     bundle = lambda_bundle.build_lambda_bundle(tmp_path)
     files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
-    # Then it holds lambdas/, driftloop/ and the wheels at the top, nothing else
+    # Then it holds lambdas/, driftloop/ and the wheels (compiled parts included) at the
+    # top, nothing else: not the extension compiled for this machine's Python
     assert files == {
         "lambdas/handler.py",
         "driftloop/__init__.py",
         "driftloop/core.py",
         "numpy/__init__.py",
+        "numpy/_core.cpython-312-x86_64-linux-gnu.so",
         "orjson/__init__.py",
         "orjson-3.9.0.dist-info/METADATA",
     }

@@ -1,10 +1,12 @@
-"""The arrow and numpy engines of the capture reader give identical batches and counts.
+"""The engines of the capture reader give identical batches and counts.
 
 The arrow engine only replaces how blocks of well-formed CSV payload rows become
-columns; every decision about what is kept, dropped and counted must stay the numpy
-path's. These tests read the same bytes with both engines and compare everything a
-FeatureBatch holds plus the MalformedLog (counts and examples), on the fixtures of the
-other capture tests and on hypothesis-generated input aimed at number parsing.
+columns, and the native engine (the compiled scanner, driftloop/_scan.c) how pieces of
+exact-layout lines do; every decision about what is kept, dropped and counted must stay
+the numpy path's. These tests read the same bytes with every engine and compare
+everything a FeatureBatch holds plus the MalformedLog (counts and examples), on the
+fixtures of the other capture tests and on hypothesis-generated input aimed at number
+parsing. The native engine is required here: an install that failed to build it fails.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 from datetime import timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -66,11 +69,13 @@ def read(
 
 
 def assert_engines_agree(blob: bytes, schema: Schema = SCHEMA, chunk_rows: int = 65536) -> None:
+    """numpy (the reference) and every other engine return and count the same."""
     a, log_a = read(blob, "numpy", schema, chunk_rows)
-    b, log_b = read(blob, "arrow", schema, chunk_rows)
-    assert_same(a, b)
-    assert log_a.by_reason == log_b.by_reason
-    assert log_a.examples == log_b.examples
+    for engine in ("arrow", "native", "auto"):
+        b, log_b = read(blob, engine, schema, chunk_rows)
+        assert_same(a, b)
+        assert log_a.by_reason == log_b.by_reason, engine
+        assert log_a.examples == log_b.examples, engine
 
 
 def exact_lines(payloads: list[str], outputs: list[str] | None = None) -> bytes:
@@ -116,8 +121,9 @@ def test_arrow_parses_clean_blocks_on_both_csv_paths(arrow_calls: list[bool]) ->
     for blob in (exact, spaced):
         # When both engines read it
         assert_engines_agree(blob, WIDE)
-    # Then arrow really did parse the blocks (both paths, both times the arrow engine ran)
-    assert arrow_calls == [True, True]
+    # Then arrow really did parse the blocks (both paths, each time the arrow and auto
+    # engines ran: the compiled scanner declines the non-ASCII and nan values)
+    assert arrow_calls == [True, True] * 2
     batch, log = read(exact, "arrow", WIDE)
     assert log.total == 0 and batch is not None
     # and each batch owns writeable arrays, as with the numpy engine
@@ -134,12 +140,13 @@ def test_arrow_declines_blocks_it_would_read_differently(arrow_calls: list[bool]
         arrow_calls.clear()
         # When both engines read it
         assert_engines_agree(blob, WIDE)
-        # Then arrow declined and the numpy path decided (same rows and counts)
-        assert arrow_calls == [False], odd
+        # Then arrow declined and the numpy path decided (same rows and counts), in the
+        # arrow and auto engines (where the compiled scanner declined first)
+        assert arrow_calls == [False, False], odd
     bom = exact_lines(["\ufeff1,2,3,a,4,b", "5,6,7,c,8,d"])
     arrow_calls.clear()
     assert_engines_agree(bom, WIDE)
-    assert arrow_calls == [False]
+    assert arrow_calls == [False, False]
 
 
 def test_engines_agree_on_the_capture_fixtures() -> None:
@@ -236,7 +243,7 @@ def test_engines_agree_on_fuzzed_values(rows: list[list[str]], multi: bool) -> N
     assert_engines_agree(blob, WIDE)
 
 
-@pytest.mark.parametrize("engine", ["numpy", "arrow"])
+@pytest.mark.parametrize("engine", ["numpy", "arrow", "native"])
 def test_exact_layout_check_rejects_any_changed_skeleton_byte(
     engine: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -262,8 +269,9 @@ def test_exact_layout_check_rejects_any_changed_skeleton_byte(
     # When each block is read with the exact-layout path and without it
     results = [read(blob, engine, WIDE) for blob in blobs]
     monkeypatch.setattr(capture_module._ChunkParser, "_extract_canonical", lambda *a: False)
+    ref_engine = "numpy" if engine == "native" else engine  # the scanner is exact-layout only
     for blob, (batch, log) in zip(blobs, results, strict=True):
-        ref, ref_log = read(blob, engine, WIDE)
+        ref, ref_log = read(blob, ref_engine, WIDE)
         # Then the results are identical: no changed line passed as the exact layout
         assert_same(batch, ref)
         assert log.by_reason == ref_log.by_reason, blob
@@ -302,3 +310,127 @@ def test_lines_split_across_reads_and_pieces(
     assert log_whole.by_reason == log_small.by_reason
     assert log_whole.examples == log_small.examples
     assert whole is not None and whole.event_ids is not None and whole.event_ids[-1] == "e"
+
+
+# --------------------------------------------------------------------------- native
+
+
+@pytest.fixture
+def native_calls(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each piece offered to the compiled scanner was taken (True) or declined."""
+    calls: list[bool] = []
+    original = capture_module._NativeScan.scan
+
+    def spy(self: Any, *args: Any) -> bool:
+        calls.append(original(self, *args))
+        return calls[-1]
+
+    monkeypatch.setattr(capture_module._NativeScan, "scan", spy)
+    return calls
+
+
+def test_native_takes_clean_pieces_and_declines_the_rest(
+    native_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file in pieces of 4 lines: clean exact-layout lines, then pieces each
+    # holding one line the scanner must leave to the Python paths
+    monkeypatch.setattr(
+        capture_module, "_iter_line_chunks",
+        lambda fh, n, original=capture_module._iter_line_chunks: original(fh, n, 4),
+    )  # fmt: skip
+    clean = [f"{i}.5,-{i},1e{i % 5},k{i % 3},{i},x" for i in range(8)]
+    odd = [
+        "1,2,3,a,4",  # wrong column count
+        "1,2,nan,a,4,b",  # nan: the Python paths decide (a missing value)
+        "1,2,abc,a,4,b",  # unparseable
+        "1,2,3,café,4,b",  # non-ASCII
+        "1, 2,3,a,4,b",  # a space float() strips
+        "",  # empty payload
+    ]
+    payloads = clean + [v for o in odd for v in (o, "1,2,3,a,4,b", "5,6,7,c,8,d", "9,9,9,e,9,f")]
+    blob = exact_lines(payloads)
+    # When every engine reads it, whole and in chunks of 5 rows
+    for chunk_rows in (65536, 5):
+        native_calls.clear()
+        assert_engines_agree(blob, WIDE, chunk_rows)
+    # Then the scanner took the clean pieces and declined each piece with an odd line
+    native_calls.clear()
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls == [True, True] + [False] * len(odd)
+    assert batch is not None and batch.n_rows == len(payloads) - 3
+    assert log.by_reason == {"wrong_column_count": 1, "unparseable_value": 1, "empty_payload": 1}
+    # and its columns are right, not just equal to the other engines'
+    assert batch.columns["n0"].tolist()[:3] == [0.5, 1.5, 2.5]
+    assert batch.columns["n2"].tolist()[:3] == [1.0, 10.0, 100.0]
+    assert batch.columns["k0"].tolist()[:4] == ["k0", "k1", "k2", "k0"]
+    assert batch.predictions is not None and batch.predictions.tolist()[:2] == [0.5, 0.5]
+    assert batch.event_ids is not None and batch.event_ids[:2] == ["ev-0", "ev-1"]
+    assert all(c.flags.writeable for c in batch.columns.values())
+
+
+def test_native_engine_without_the_compiled_scanner(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given the compiled scanner was not built (an install without a C compiler)
+    monkeypatch.setattr(capture_module, "_scan", None)
+    # When the native engine is asked for, Then a one-line error; auto quietly does without
+    with pytest.raises(DriftloopError, match="compiled scanner"):
+        read(GOOD, "native")
+    batch, log = read(GOOD * 2, "auto")
+    assert log.total == 0 and batch is not None and batch.n_rows == 2
+
+
+def test_native_reads_a_bad_time_through_the_python_paths(native_calls: list[bool]) -> None:
+    # Given exact-layout lines, one with an inferenceTime that is not a time
+    blob = exact_lines(["1,2,3,a,4,b"] * 3)
+    blob = blob.replace(b"2026-11-01T10:15:50Z", b"2026-13-01T10:15:50Z")
+    # When every engine reads it, Then the bad record is counted the same way
+    assert_engines_agree(blob, WIDE)
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls[-1] is False
+    assert log.by_reason == {"bad_inference_time": 1} and batch is not None
+    assert batch.n_rows == 2
+
+
+number = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False).map(repr),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.3f}"),
+    st.floats(allow_nan=False, allow_infinity=False).map(lambda f: f"{f:.20e}"),
+    st.builds(
+        lambda sign, a, b, e: f"{sign}{a}.{b}" + (f"e{e}" if e is not None else ""),
+        st.sampled_from(["", "-", "+"]),
+        st.text(alphabet="0123456789", min_size=0, max_size=25),
+        st.text(alphabet="0123456789", min_size=1, max_size=25),
+        st.none() | st.integers(-340, 320),
+    ),
+    st.sampled_from(
+        [
+            "9007199254740993", "9007199254740992.5", "1e22", "1e23", "4.9e-324",
+            "2.4703282292062327e-324", "2.2250738585072011e-308", "1.7976931348623157e308",
+            "1e309", "0.1e-400", "123456789012345678901234567890", "00000001.10000000",
+            "-0", "-0.0e5", "0.30000000000000004", "1E+2", "5.", ".5",
+        ]
+    ),  # fmt: skip
+)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(values=st.lists(number, min_size=1, max_size=20))
+def test_native_numbers_are_exactly_floats(values: list[str], native_calls: list[bool]) -> None:
+    # Given exact-layout records whose numeric values are decimal spellings of every kind
+    # (short, 17 and 21 significant digits, long mantissas, extreme exponents)
+    texts = [f"{v},{v},0,k,{v},x" for v in values]
+    blob = exact_lines(texts, values)
+    # When the native engine reads them
+    batch, log = read(blob, "native", WIDE)
+    # Then the scanner read them (it declined none) and every value is exactly what
+    # float() gives, bit for bit, prediction included
+    assert native_calls and all(native_calls)
+    assert log.total == 0 and batch is not None
+    expected = np.array([float(v) for v in values])
+    for name in ("n0", "n1", "n3"):
+        assert batch.columns[name].view(np.int64).tolist() == expected.view(np.int64).tolist()
+    assert batch.predictions is not None
+    assert batch.predictions.view(np.int64).tolist() == expected.view(np.int64).tolist()

@@ -1,0 +1,554 @@
+/*
+ * driftloop._scan: one pass over capture lines in SageMaker's exact layout.
+ *
+ * The optional compiled half of driftloop.capture's reader (see `_NativeScanner` there).
+ * `scan` reads a piece of JSON Lines in which every line must be a capture record laid
+ * out byte for byte as SageMaker writes it, with CSV-encoded input (and output) of one
+ * row, and either fills the caller's arrays with the row's values and returns the
+ * strings, or returns None as soon as any line differs in any way. None means "nothing
+ * was decided": the Python reader then parses the piece its usual way, which is also
+ * what counts malformed input. So this code never has to judge bad input; it only has
+ * to be certain that every line it accepts is read exactly as the Python paths read it.
+ *
+ * What a line must be to be accepted (anything else returns None):
+ *   {"captureData":{"endpointInput":{"observedContentType":"T","mode":"INPUT",
+ *    "data":"D","encoding":"CSV"}[,"endpointOutput":{"observedContentType":"T",
+ *    "mode":"OUTPUT","data":"O","encoding":"CSV"}]},"eventMetadata":{"eventId":"E"
+ *    [,"inferenceId":"I"],"inferenceTime":"W"},"eventVersion":"0"}\n
+ * - every variable string holds only printable ASCII (0x20-0x7e) and no backslash, so
+ *   its value is literally the bytes between its quotes (no JSON escapes, no UTF-8);
+ * - D has exactly n_features comma-separated fields; a numeric field is empty (a
+ *   missing value, NaN) or a plain decimal number ([+-]digits[.digits][e[+-]digits]);
+ *   a categorical field is any text (empty is missing);
+ * - O, when present, starts with a plain decimal number (the prediction; the rest of
+ *   the row is ignored, as the Python path does).
+ *
+ * Numbers are converted exactly as float() converts them (correctly rounded): the
+ * decimal significand and power of ten are exact doubles in the common case (at most
+ * 2^53 and 10^22, Clinger's fast path), so one IEEE multiplication or division gives
+ * the correctly rounded result; every other number goes to PyOS_string_to_double,
+ * the conversion float() itself uses.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define LIT(s) s, (sizeof(s) - 1)
+
+static const char HEAD[] = "{\"captureData\":{\"endpointInput\":{\"observedContentType\":\"";
+static const char IN_MODE[] = "\",\"mode\":\"INPUT\",\"data\":\"";
+static const char ENC_CSV[] = "\",\"encoding\":\"CSV\"}";
+static const char OUT_HEAD[] = ",\"endpointOutput\":{\"observedContentType\":\"";
+static const char OUT_MODE[] = "\",\"mode\":\"OUTPUT\",\"data\":\"";
+static const char META[] = "},\"eventMetadata\":{\"eventId\":\"";
+static const char INF_ID[] = "\",\"inferenceId\":\"";
+static const char INF_TIME[] = "\",\"inferenceTime\":\"";
+static const char TAIL[] = "\"},\"eventVersion\":\"0\"}\n";
+
+/* byte classes inside a variable string: 0 plain, 1 the closing quote, 2 refused */
+static unsigned char CLS[256];
+
+static void init_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        CLS[c] = (c < 0x20 || c > 0x7e || c == '\\') ? 2 : 0;
+    }
+    CLS['"'] = 1;
+}
+
+static const double POW10[23] = {
+    1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+    1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+};
+
+/* Match literal `s` (n bytes) at *p and move past it. */
+static inline int lit(const char **p, const char *end, const char *s, size_t n) {
+    if ((size_t)(end - *p) < n || memcmp(*p, s, n) != 0) {
+        return 0;
+    }
+    *p += n;
+    return 1;
+}
+
+/* The end (closing quote) of the string starting at p, or NULL if a byte is refused. */
+static inline const char *string_end(const char *p, const char *end) {
+    while (p < end) {
+        unsigned char k = CLS[(unsigned char)*p];
+        if (k == 0) {
+            p++;
+            continue;
+        }
+        return k == 1 ? p : NULL;
+    }
+    return NULL;
+}
+
+/* Parse [s, e) as a plain decimal number into *out. 0 if it is not one (or on error). */
+static int parse_number(const char *s, const char *e, double *out) {
+    const char *p = s;
+    int neg = 0;
+    if (p < e && (*p == '+' || *p == '-')) {
+        neg = (*p == '-');
+        p++;
+    }
+    uint64_t mant = 0;
+    int nd = 0;        /* significant digits kept in mant */
+    int any = 0;       /* digits seen at all */
+    int dropped = 0;   /* a non-zero digit did not fit in mant */
+    long dexp = 0;     /* value = mant * 10^dexp */
+    for (; p < e && (unsigned)(*p - '0') < 10; p++) {
+        int d = *p - '0';
+        any = 1;
+        if (nd == 0 && d == 0) {
+            continue;
+        }
+        if (nd < 19) {
+            mant = mant * 10 + (uint64_t)d;
+            nd++;
+        } else {
+            dexp++;
+            dropped |= (d != 0);
+        }
+    }
+    if (p < e && *p == '.') {
+        p++;
+        for (; p < e && (unsigned)(*p - '0') < 10; p++) {
+            int d = *p - '0';
+            any = 1;
+            if (nd == 0 && d == 0) {
+                dexp--;
+                continue;
+            }
+            if (nd < 19) {
+                mant = mant * 10 + (uint64_t)d;
+                nd++;
+                dexp--;
+            } else {
+                dropped |= (d != 0);
+            }
+        }
+    }
+    if (!any) {
+        return 0;
+    }
+    if (p < e && (*p == 'e' || *p == 'E')) {
+        p++;
+        int eneg = 0;
+        if (p < e && (*p == '+' || *p == '-')) {
+            eneg = (*p == '-');
+            p++;
+        }
+        if (p >= e || (unsigned)(*p - '0') >= 10) {
+            return 0;
+        }
+        long ev = 0;
+        for (; p < e && (unsigned)(*p - '0') < 10; p++) {
+            if (ev < 100000) {
+                ev = ev * 10 + (*p - '0');
+            }
+        }
+        dexp += eneg ? -ev : ev;
+    }
+    if (p != e) {
+        return 0;
+    }
+    double v;
+    if (mant == 0) {
+        v = 0.0;
+    } else if (!dropped && mant <= (UINT64_C(1) << 53) && dexp >= -22 && dexp <= 22) {
+        v = (double)mant;
+        if (dexp < 0) {
+            v /= POW10[-dexp];
+        } else {
+            v *= POW10[dexp];
+        }
+    } else {
+        /* The correctly rounded general case, as float() does it. */
+        char small[64];
+        size_t n = (size_t)(e - s);
+        char *copy = n < sizeof(small) ? small : (char *)PyMem_Malloc(n + 1);
+        if (copy == NULL) {
+            PyErr_Clear();
+            return 0;
+        }
+        memcpy(copy, s, n);
+        copy[n] = '\0';
+        char *stop = NULL;
+        double r = PyOS_string_to_double(copy, &stop, NULL);
+        int ok = !(r == -1.0 && PyErr_Occurred()) && stop == copy + n;
+        if (copy != small) {
+            PyMem_Free(copy);
+        }
+        if (!ok) {
+            PyErr_Clear();
+            return 0;
+        }
+        *out = r; /* the sign is already in r */
+        return 1;
+    }
+    *out = neg ? -v : v;
+    return 1;
+}
+
+/* ------------------------------------------------------------------ string interning */
+
+typedef struct {
+    const char *ptr;
+    Py_ssize_t len;
+    int32_t code;
+} Slot;
+
+typedef struct {
+    Slot *slots;
+    size_t mask;
+    PyObject *names; /* list of str, code order */
+} Table;
+
+static int table_init(Table *t, size_t n_lines) {
+    size_t cap = 16;
+    while (cap < 2 * n_lines + 2) {
+        cap <<= 1;
+    }
+    t->slots = (Slot *)PyMem_Calloc(cap, sizeof(Slot));
+    t->mask = cap - 1;
+    t->names = PyList_New(0);
+    if (t->slots == NULL || t->names == NULL) {
+        PyMem_Free(t->slots);
+        t->slots = NULL;
+        Py_CLEAR(t->names);
+        PyErr_NoMemory();
+        return -1;
+    }
+    return 0;
+}
+
+static void table_free(Table *t) {
+    PyMem_Free(t->slots);
+    t->slots = NULL;
+    Py_CLEAR(t->names);
+}
+
+static inline uint64_t hash_bytes(const char *s, Py_ssize_t n) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        h ^= (unsigned char)s[i];
+        h *= 1099511628211ULL;
+    }
+    return h ^ (h >> 29);
+}
+
+/* The code of [s, s+n) in t, adding it (as a str) if new; -1 on a Python error. The
+ * table holds at most one entry per line scanned, and its capacity is over twice that. */
+static inline int32_t intern(Table *t, const char *s, Py_ssize_t n) {
+    size_t i = (size_t)hash_bytes(s, n) & t->mask;
+    for (;;) {
+        Slot *slot = &t->slots[i];
+        if (slot->ptr == NULL) {
+            PyObject *name = PyUnicode_FromStringAndSize(s, n);
+            if (name == NULL) {
+                return -1;
+            }
+            int32_t code = (int32_t)PyList_GET_SIZE(t->names);
+            int rc = PyList_Append(t->names, name);
+            Py_DECREF(name);
+            if (rc < 0) {
+                return -1;
+            }
+            slot->ptr = s;
+            slot->len = n;
+            slot->code = code;
+            return code;
+        }
+        if (slot->len == n && memcmp(slot->ptr, s, (size_t)n) == 0) {
+            return slot->code;
+        }
+        i = (i + 1) & t->mask;
+    }
+}
+
+/* ------------------------------------------------------------------ the scan */
+
+typedef struct {
+    Py_buffer buf;
+    int held;
+} Out;
+
+static int get_out(PyObject *obj, Out *o, Py_ssize_t need, const char *what) {
+    if (PyObject_GetBuffer(obj, &o->buf, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0) {
+        return -1;
+    }
+    o->held = 1;
+    if (o->buf.len < need) {
+        PyErr_Format(PyExc_ValueError, "scan: %s holds %zd bytes, %zd needed", what,
+                     o->buf.len, need);
+        return -1;
+    }
+    return 0;
+}
+
+PyDoc_STRVAR(scan_doc,
+"scan(blob, n_lines, kinds, num, cat, pred, times, stride, offset)\n"
+"\n"
+"Read n_lines capture lines (each ending in a newline) of blob in SageMaker's exact\n"
+"layout. kinds holds one byte per feature, 0 numeric and 1 categorical. Line i's\n"
+"values go to row offset+i of column-major arrays with `stride` rows: num (float64,\n"
+"one column per numeric feature), cat (int32 codes, -1 for an empty value, one column\n"
+"per categorical feature), pred (float64, NaN without an output) and times (int32\n"
+"codes). Returns (names per categorical feature, event ids, inference ids or None,\n"
+"time strings), or None, with the arrays partly written, when any line differs from\n"
+"the layout in any way.");
+
+static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
+    Py_buffer blob;
+    Py_ssize_t n_lines, stride, offset;
+    Py_buffer kinds;
+    PyObject *num_obj, *cat_obj, *pred_obj, *time_obj;
+    if (!PyArg_ParseTuple(args, "y*ny*OOOOnn", &blob, &n_lines, &kinds, &num_obj, &cat_obj,
+                          &pred_obj, &time_obj, &stride, &offset)) {
+        return NULL;
+    }
+    PyObject *result = NULL;
+    Out num = {0}, cat = {0}, pred = {0}, times = {0};
+    Table *tables = NULL;
+    Table time_table = {0};
+    PyObject *event_ids = NULL, *inference_ids = NULL;
+    int any_inference_id = 0;
+    const Py_ssize_t n_features = kinds.len;
+    const unsigned char *kind = (const unsigned char *)kinds.buf;
+    Py_ssize_t n_num = 0, n_cat = 0;
+    for (Py_ssize_t j = 0; j < n_features; j++) {
+        if (kind[j]) {
+            n_cat++;
+        } else {
+            n_num++;
+        }
+    }
+    if (n_lines < 0 || offset < 0 || stride < offset + n_lines || n_features == 0) {
+        PyErr_SetString(PyExc_ValueError, "scan: bad sizes");
+        goto done;
+    }
+    if (get_out(num_obj, &num, (Py_ssize_t)sizeof(double) * n_num * stride, "num") < 0 ||
+        get_out(cat_obj, &cat, (Py_ssize_t)sizeof(int32_t) * n_cat * stride, "cat") < 0 ||
+        get_out(pred_obj, &pred, (Py_ssize_t)sizeof(double) * stride, "pred") < 0 ||
+        get_out(time_obj, &times, (Py_ssize_t)sizeof(int32_t) * stride, "times") < 0) {
+        goto done;
+    }
+    double *num_out = (double *)num.buf.buf;
+    int32_t *cat_out = (int32_t *)cat.buf.buf;
+    double *pred_out = (double *)pred.buf.buf;
+    int32_t *time_out = (int32_t *)times.buf.buf;
+
+    tables = (Table *)PyMem_Calloc((size_t)(n_cat ? n_cat : 1), sizeof(Table));
+    if (tables == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n_cat; k++) {
+        if (table_init(&tables[k], (size_t)n_lines) < 0) {
+            goto done;
+        }
+    }
+    if (table_init(&time_table, (size_t)n_lines) < 0) {
+        goto done;
+    }
+    event_ids = PyList_New(n_lines);
+    inference_ids = PyList_New(n_lines);
+    if (event_ids == NULL || inference_ids == NULL) {
+        goto done;
+    }
+
+    const char *p = (const char *)blob.buf;
+    const char *end = p + blob.len;
+    int rejected = 0;
+    for (Py_ssize_t i = 0; i < n_lines && !rejected; i++) {
+        const Py_ssize_t row = offset + i;
+        const char *s, *q;
+        /* input: content type, then the CSV payload */
+        if (!lit(&p, end, LIT(HEAD)) || (q = string_end(p, end)) == NULL) {
+            rejected = 1;
+            break;
+        }
+        p = q;
+        if (!lit(&p, end, LIT(IN_MODE)) || (q = string_end(p, end)) == NULL) {
+            rejected = 1;
+            break;
+        }
+        /* the payload [p, q): exactly n_features fields */
+        s = p;
+        Py_ssize_t jn = 0, jc = 0;
+        for (Py_ssize_t j = 0; j < n_features; j++) {
+            const char *f_end;
+            if (j + 1 < n_features) {
+                f_end = memchr(s, ',', (size_t)(q - s));
+                if (f_end == NULL) {
+                    rejected = 1;
+                    break;
+                }
+            } else {
+                f_end = q;
+                if (memchr(s, ',', (size_t)(q - s)) != NULL) {
+                    rejected = 1;
+                    break;
+                }
+            }
+            if (kind[j]) {
+                int32_t code = -1;
+                if (f_end > s) {
+                    code = intern(&tables[jc], s, f_end - s);
+                    if (code < 0) {
+                        goto done;
+                    }
+                }
+                cat_out[jc * stride + row] = code;
+                jc++;
+            } else {
+                double v = NAN;
+                if (f_end > s && !parse_number(s, f_end, &v)) {
+                    rejected = 1;
+                    break;
+                }
+                num_out[jn * stride + row] = v;
+                jn++;
+            }
+            s = f_end + 1;
+        }
+        if (rejected) {
+            break;
+        }
+        if (q == p) { /* an empty payload has no row (counted by the Python path) */
+            rejected = 1;
+            break;
+        }
+        p = q;
+        if (!lit(&p, end, LIT(ENC_CSV))) {
+            rejected = 1;
+            break;
+        }
+        /* output, if any: its first field is the prediction */
+        double score = NAN;
+        if (lit(&p, end, LIT(OUT_HEAD))) {
+            if ((q = string_end(p, end)) == NULL) {
+                rejected = 1;
+                break;
+            }
+            p = q;
+            if (!lit(&p, end, LIT(OUT_MODE)) || (q = string_end(p, end)) == NULL) {
+                rejected = 1;
+                break;
+            }
+            const char *f_end = memchr(p, ',', (size_t)(q - p));
+            if (f_end == NULL) {
+                f_end = q;
+            }
+            if (f_end == p || !parse_number(p, f_end, &score)) {
+                rejected = 1;
+                break;
+            }
+            p = q;
+            if (!lit(&p, end, LIT(ENC_CSV))) {
+                rejected = 1;
+                break;
+            }
+        }
+        pred_out[row] = score;
+        /* event metadata */
+        if (!lit(&p, end, LIT(META)) || (q = string_end(p, end)) == NULL) {
+            rejected = 1;
+            break;
+        }
+        PyObject *eid = PyUnicode_FromStringAndSize(p, q - p);
+        if (eid == NULL) {
+            goto done;
+        }
+        PyList_SET_ITEM(event_ids, i, eid);
+        p = q;
+        PyObject *iid = Py_None;
+        if (lit(&p, end, LIT(INF_ID))) {
+            if ((q = string_end(p, end)) == NULL) {
+                rejected = 1;
+                break;
+            }
+            iid = PyUnicode_FromStringAndSize(p, q - p);
+            if (iid == NULL) {
+                goto done;
+            }
+            any_inference_id = 1;
+            p = q;
+        } else {
+            Py_INCREF(iid);
+        }
+        PyList_SET_ITEM(inference_ids, i, iid);
+        if (!lit(&p, end, LIT(INF_TIME)) || (q = string_end(p, end)) == NULL) {
+            rejected = 1;
+            break;
+        }
+        int32_t tcode = intern(&time_table, p, q - p);
+        if (tcode < 0) {
+            goto done;
+        }
+        time_out[row] = tcode;
+        p = q;
+        if (!lit(&p, end, LIT(TAIL))) {
+            rejected = 1;
+            break;
+        }
+    }
+    if (rejected || p != end) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    PyObject *names = PyList_New(n_cat);
+    if (names == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < n_cat; k++) {
+        PyList_SET_ITEM(names, k, tables[k].names);
+        tables[k].names = NULL;
+    }
+    if (!any_inference_id) {
+        Py_SETREF(inference_ids, Py_NewRef(Py_None));
+    }
+    result = Py_BuildValue("(NOON)", names, event_ids, inference_ids, time_table.names);
+    time_table.names = NULL;
+
+done:
+    if (tables != NULL) {
+        for (Py_ssize_t k = 0; k < n_cat; k++) {
+            table_free(&tables[k]);
+        }
+        PyMem_Free(tables);
+    }
+    table_free(&time_table);
+    /* A list a rejected scan left half filled holds NULLs, which its dealloc skips. */
+    Py_XDECREF(event_ids);
+    Py_XDECREF(inference_ids);
+    if (num.held) PyBuffer_Release(&num.buf);
+    if (cat.held) PyBuffer_Release(&cat.buf);
+    if (pred.held) PyBuffer_Release(&pred.buf);
+    if (times.held) PyBuffer_Release(&times.buf);
+    PyBuffer_Release(&blob);
+    PyBuffer_Release(&kinds);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"scan", scan, METH_VARARGS, scan_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "driftloop._scan",
+    .m_doc = "One-pass reader of SageMaker capture lines in the exact layout (see scan).",
+    .m_size = -1,
+    .m_methods = methods,
+};
+
+PyMODINIT_FUNC PyInit__scan(void) {
+    init_classes();
+    return PyModule_Create(&module);
+}
