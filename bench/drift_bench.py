@@ -6,14 +6,15 @@ peak memory at most 512 MB at 1M and 10M records. Each size runs the real consol
 script as a subprocess on files in the SageMaker key layout (generated and cached by
 gen_capture.py), timing the wall clock and reading the child's own peak RSS and CPU
 time from os.wait4. The reader alone is timed too, in a separate subprocess per
-engine (read_capture's engine="arrow", pyarrow's CSV reader for the payload values,
-which `driftloop drift` uses when pyarrow is installed, and engine="numpy", the
-numpy+orjson path the Lambda bundle uses), to show where the time goes. The machine's
+engine (read_capture's engine="native", the compiled one-pass scanner that
+`driftloop drift` uses when it was built at install; engine="arrow", pyarrow's CSV
+reader for the payload values; and engine="numpy", the numpy+orjson path the Lambda
+bundle uses), to show where the time goes. The machine's
 load average is printed with the figures: on a shared machine wall-clock speed
 understates what one free core does.
 
 Environment: BENCH_SIZES (default "1000000,10000000"), BENCH_READER_ONLY=0 to skip
-the reader-only runs, BENCH_ENGINES (default "arrow,numpy") for them. Results also go
+the reader-only runs, BENCH_ENGINES (default "native,arrow,numpy") for them. Results also go
 to .bench/drift_bench.json.
 """
 
@@ -58,7 +59,7 @@ def sizes() -> list[int]:
 
 
 def engines() -> list[str]:
-    raw = os.environ.get("BENCH_ENGINES", "arrow,numpy")
+    raw = os.environ.get("BENCH_ENGINES", "native,arrow,numpy")
     return [e.strip() for e in raw.split(",") if e.strip()]
 
 
@@ -114,12 +115,18 @@ def main() -> int:
     print(
         f"cores: {os.cpu_count()}, load average at start: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}"
     )
+    from driftloop import capture
+
+    if capture._scan is not None:
+        print("compiled scanner built: `driftloop drift` reads exact-layout lines with it")
+    else:
+        print("compiled scanner NOT built (no C compiler at install?): slower Python paths")
     try:
         import pyarrow  # noqa: F401
 
-        print("pyarrow installed: `driftloop drift` reads CSV payload values with pyarrow")
+        print("pyarrow installed: other CSV payloads are parsed with pyarrow")
     except ImportError:
-        print("pyarrow not installed: `driftloop drift` uses the numpy reader")
+        print("pyarrow not installed: other CSV payloads are parsed with numpy")
     baseline = ensure_baseline()
     results: list[dict[str, Any]] = []
     reader_only = os.environ.get("BENCH_READER_ONLY", "1") != "0"

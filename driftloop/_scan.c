@@ -36,6 +36,9 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <emmintrin.h>
+#endif
 
 #define LIT(s) s, (sizeof(s) - 1)
 
@@ -49,14 +52,18 @@ static const char INF_ID[] = "\",\"inferenceId\":\"";
 static const char INF_TIME[] = "\",\"inferenceTime\":\"";
 static const char TAIL[] = "\"},\"eventVersion\":\"0\"}\n";
 
-/* byte classes inside a variable string: 0 plain, 1 the closing quote, 2 refused */
+/* byte classes inside a variable string: 0 plain, 1 the closing quote, 2 refused.
+ * FIELD adds the comma as a stop (1) for the fields of a CSV payload. */
 static unsigned char CLS[256];
+static unsigned char FIELD[256];
 
 static void init_classes(void) {
     for (int c = 0; c < 256; c++) {
         CLS[c] = (c < 0x20 || c > 0x7e || c == '\\') ? 2 : 0;
     }
     CLS['"'] = 1;
+    memcpy(FIELD, CLS, sizeof(CLS));
+    FIELD[','] = 1;
 }
 
 static const double POW10[23] = {
@@ -73,8 +80,26 @@ static inline int lit(const char **p, const char *end, const char *s, size_t n) 
     return 1;
 }
 
-/* The end (closing quote) of the string starting at p, or NULL if a byte is refused. */
+/* The end (closing quote) of the string starting at p, or NULL if a byte is refused.
+ * With SSE2 (every x86-64), 16 bytes are checked at a time: a quote, a backslash, or a
+ * byte below 0x20 or above 0x7f (negative as a signed byte) stops the fast loop. */
 static inline const char *string_end(const char *p, const char *end) {
+#ifdef __SSE2__
+    const __m128i quote = _mm_set1_epi8('"');
+    const __m128i slash = _mm_set1_epi8('\\');
+    const __m128i space = _mm_set1_epi8(0x20);
+    while (end - p >= 16) {
+        __m128i b = _mm_loadu_si128((const __m128i *)p);
+        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, slash)),
+                                   _mm_cmplt_epi8(b, space));
+        int mask = _mm_movemask_epi8(hit);
+        if (mask) {
+            p += __builtin_ctz((unsigned)mask);
+            return *p == '"' ? p : NULL;
+        }
+        p += 16;
+    }
+#endif
     while (p < end) {
         unsigned char k = CLS[(unsigned char)*p];
         if (k == 0) {
@@ -86,11 +111,13 @@ static inline const char *string_end(const char *p, const char *end) {
     return NULL;
 }
 
-/* Parse [s, e) as a plain decimal number into *out. 0 if it is not one (or on error). */
-static int parse_number(const char *s, const char *e, double *out) {
+/* Parse the plain decimal number at s (before end) into *out; return where it stops
+ * (the caller checks that a delimiter follows), or NULL if there is no number there or
+ * the general conversion fails. */
+static const char *parse_number(const char *s, const char *end, double *out) {
     const char *p = s;
     int neg = 0;
-    if (p < e && (*p == '+' || *p == '-')) {
+    if (p < end && (*p == '+' || *p == '-')) {
         neg = (*p == '-');
         p++;
     }
@@ -99,31 +126,34 @@ static int parse_number(const char *s, const char *e, double *out) {
     int any = 0;       /* digits seen at all */
     int dropped = 0;   /* a non-zero digit did not fit in mant */
     long dexp = 0;     /* value = mant * 10^dexp */
-    for (; p < e && (unsigned)(*p - '0') < 10; p++) {
-        int d = *p - '0';
+    unsigned d;
+    while (p < end && *p == '0') { /* leading zeros */
         any = 1;
-        if (nd == 0 && d == 0) {
-            continue;
-        }
+        p++;
+    }
+    for (; p < end && (d = (unsigned)(*p - '0')) < 10; p++) {
+        any = 1;
         if (nd < 19) {
-            mant = mant * 10 + (uint64_t)d;
+            mant = mant * 10 + d;
             nd++;
         } else {
             dexp++;
             dropped |= (d != 0);
         }
     }
-    if (p < e && *p == '.') {
+    if (p < end && *p == '.') {
         p++;
-        for (; p < e && (unsigned)(*p - '0') < 10; p++) {
-            int d = *p - '0';
-            any = 1;
-            if (nd == 0 && d == 0) {
+        if (nd == 0) {
+            while (p < end && *p == '0') { /* zeros after the point, before any digit */
+                any = 1;
                 dexp--;
-                continue;
+                p++;
             }
+        }
+        for (; p < end && (d = (unsigned)(*p - '0')) < 10; p++) {
+            any = 1;
             if (nd < 19) {
-                mant = mant * 10 + (uint64_t)d;
+                mant = mant * 10 + d;
                 nd++;
                 dexp--;
             } else {
@@ -132,28 +162,25 @@ static int parse_number(const char *s, const char *e, double *out) {
         }
     }
     if (!any) {
-        return 0;
+        return NULL;
     }
-    if (p < e && (*p == 'e' || *p == 'E')) {
+    if (p < end && (*p == 'e' || *p == 'E')) {
         p++;
         int eneg = 0;
-        if (p < e && (*p == '+' || *p == '-')) {
+        if (p < end && (*p == '+' || *p == '-')) {
             eneg = (*p == '-');
             p++;
         }
-        if (p >= e || (unsigned)(*p - '0') >= 10) {
-            return 0;
+        if (p >= end || (unsigned)(*p - '0') >= 10) {
+            return NULL;
         }
         long ev = 0;
-        for (; p < e && (unsigned)(*p - '0') < 10; p++) {
+        for (; p < end && (d = (unsigned)(*p - '0')) < 10; p++) {
             if (ev < 100000) {
-                ev = ev * 10 + (*p - '0');
+                ev = ev * 10 + (long)d;
             }
         }
         dexp += eneg ? -ev : ev;
-    }
-    if (p != e) {
-        return 0;
     }
     double v;
     if (mant == 0) {
@@ -168,11 +195,11 @@ static int parse_number(const char *s, const char *e, double *out) {
     } else {
         /* The correctly rounded general case, as float() does it. */
         char small[64];
-        size_t n = (size_t)(e - s);
+        size_t n = (size_t)(p - s);
         char *copy = n < sizeof(small) ? small : (char *)PyMem_Malloc(n + 1);
         if (copy == NULL) {
             PyErr_Clear();
-            return 0;
+            return NULL;
         }
         memcpy(copy, s, n);
         copy[n] = '\0';
@@ -184,13 +211,13 @@ static int parse_number(const char *s, const char *e, double *out) {
         }
         if (!ok) {
             PyErr_Clear();
-            return 0;
+            return NULL;
         }
         *out = r; /* the sign is already in r */
-        return 1;
+        return p;
     }
     *out = neg ? -v : v;
-    return 1;
+    return p;
 }
 
 /* ------------------------------------------------------------------ string interning */
@@ -372,32 +399,28 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             break;
         }
         p = q;
-        if (!lit(&p, end, LIT(IN_MODE)) || (q = string_end(p, end)) == NULL) {
+        if (!lit(&p, end, LIT(IN_MODE))) {
             rejected = 1;
             break;
         }
-        /* the payload [p, q): exactly n_features fields */
-        s = p;
+        /* the payload: exactly n_features fields, read in one pass up to its closing
+         * quote; a field ends at a comma, the last one at the quote */
+        const char *payload = p;
         Py_ssize_t jn = 0, jc = 0;
-        for (Py_ssize_t j = 0; j < n_features; j++) {
-            const char *f_end;
-            if (j + 1 < n_features) {
-                f_end = memchr(s, ',', (size_t)(q - s));
-                if (f_end == NULL) {
-                    rejected = 1;
-                    break;
-                }
-            } else {
-                f_end = q;
-                if (memchr(s, ',', (size_t)(q - s)) != NULL) {
-                    rejected = 1;
-                    break;
-                }
-            }
+        for (Py_ssize_t j = 0; j < n_features && !rejected; j++) {
+            const char want = (j + 1 < n_features) ? ',' : '"';
             if (kind[j]) {
+                s = p;
+                while (p < end && FIELD[(unsigned char)*p] == 0) {
+                    p++;
+                }
+                if (p >= end || *p != want) {
+                    rejected = 1;
+                    break;
+                }
                 int32_t code = -1;
-                if (f_end > s) {
-                    code = intern(&tables[jc], s, f_end - s);
+                if (p > s) {
+                    code = intern(&tables[jc], s, p - s);
                     if (code < 0) {
                         goto done;
                     }
@@ -406,23 +429,30 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
                 jc++;
             } else {
                 double v = NAN;
-                if (f_end > s && !parse_number(s, f_end, &v)) {
+                if (p < end && *p != want) {
+                    p = parse_number(p, end, &v);
+                    if (p == NULL) {
+                        rejected = 1;
+                        break;
+                    }
+                }
+                if (p >= end || *p != want) {
                     rejected = 1;
                     break;
                 }
                 num_out[jn * stride + row] = v;
                 jn++;
             }
-            s = f_end + 1;
+            p++; /* past the comma, or the closing quote */
         }
         if (rejected) {
             break;
         }
-        if (q == p) { /* an empty payload has no row (counted by the Python path) */
+        if (p - 1 == payload) { /* an empty payload has no row (counted by the Python path) */
             rejected = 1;
             break;
         }
-        p = q;
+        p--; /* back on the closing quote */
         if (!lit(&p, end, LIT(ENC_CSV))) {
             rejected = 1;
             break;
@@ -439,11 +469,8 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
                 rejected = 1;
                 break;
             }
-            const char *f_end = memchr(p, ',', (size_t)(q - p));
-            if (f_end == NULL) {
-                f_end = q;
-            }
-            if (f_end == p || !parse_number(p, f_end, &score)) {
+            const char *stop = parse_number(p, q, &score);
+            if (stop == NULL || (stop != q && *stop != ',')) {
                 rejected = 1;
                 break;
             }

@@ -9,12 +9,16 @@ line, and the common CSV payload is tokenised and converted to floats with numpy
 whole chunk at a time instead of value by value. Anything unusual (quoted CSV, JSON
 payloads, odd rows) takes a careful per-record path that yields the same result.
 
+Two optional accelerators sit in front of those paths (`read_capture(engine=...)`:
+"auto", "numpy", "arrow" or "native"). Where the package was installed with a C
+compiler, the compiled scanner driftloop._scan (driftloop/_scan.c) reads a piece of
+lines in SageMaker's exact layout with one-row CSV payloads in a single pass, straight
+into column arrays: no JSON parser, no per-value Python object but the category names.
 When pyarrow is importable (the CLI's install; not the Lambda bundle, which stays
 small), blocks of well-formed CSV payload rows are parsed by pyarrow's CSV reader on one
-thread instead (`read_capture(engine=...)`: "auto", "numpy" or "arrow"). pyarrow is
-imported lazily and only ever replaces how a block whose every row and value it reads
-exactly as the numpy path would becomes columns; it declines anything else and the
-numpy path handles that block, so both engines give identical batches and counts.
+thread. Each only ever takes input it reads exactly as the numpy path would (numbers
+bit for bit as float() gives them) and declines anything else, which the numpy path then
+reads and counts, so every engine gives identical batches and counts.
 
 Bad input never raises: each skipped record or row is counted in the `MalformedLog`
 with a reason and `file:line`. The reasons, and what happens to the data:
@@ -1925,10 +1929,11 @@ def read_capture(
     `malformed` (reasons in this module's docstring) and skipped; this never raises on
     bad content. A missing file is a DriftloopError.
 
-    `engine` picks the parser of CSV payload values: "numpy" (numpy and orjson only),
-    "arrow" (pyarrow's CSV reader for blocks of well-formed rows, numpy for the rest;
-    a DriftloopError if pyarrow is missing) or "auto" (arrow when pyarrow imports,
-    else numpy). Both give the same batches and the same malformed counts.
+    `engine` picks the accelerators: "numpy" (numpy and orjson only), "arrow"
+    (pyarrow's CSV reader for blocks of well-formed rows), "native" (the compiled
+    scanner for pieces of exact-layout lines), each with numpy for the rest and a
+    DriftloopError if its part is missing, or "auto" (whichever of the two is there).
+    All give the same batches and the same malformed counts.
     """
     if chunk_rows < 1:
         raise DriftloopError(f"chunk_rows must be at least 1, not {chunk_rows}")
