@@ -3,7 +3,7 @@
 from typing import Any
 
 def scan(
-    blob: bytes,
+    blob: bytes | memoryview,
     n_lines: int,
     kinds: bytes,
     num: Any,

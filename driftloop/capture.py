@@ -104,7 +104,8 @@ KEEPING_REASONS = frozenset({"bad_prediction", "prediction_count_mismatch"})
 # Tokens longer than this are converted one by one rather than in the padded numpy
 # matrix, so one absurd value cannot blow the matrix up to (rows x its length) bytes.
 _MAX_VECTOR_WIDTH = 48
-_READ_BLOCK = 1 << 20
+# Bytes per read: several pieces' worth, so that most pieces lie inside one block.
+_READ_BLOCK = 8 << 20
 # Lines parsed into dicts at a time: bounds the memory the parsed JSON holds at once.
 _EXTRACT_LINES = 8192
 _TIME_CACHE = 100_000
@@ -399,6 +400,9 @@ def _decode_payload(
     return None
 
 
+# Lines to parse: their bytes (a view of a read block, or bytes) and where their newlines are.
+_Piece = tuple[bytes | memoryview, np.ndarray]
+
 _MARK = "@@driftloop@@"
 
 
@@ -575,7 +579,7 @@ class _ChunkParser:
         self.native = native
 
     def parse(
-        self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
+        self, pieces: list[_Piece], first_lineno: int
     ) -> FeatureBatch | None:
         """Rows of the lines in pieces: (bytes, positions of its newlines), lines whole.
 
@@ -589,7 +593,7 @@ class _ChunkParser:
         native = self.native
         out = native.start(sum(len(nl) for _, nl in pieces))
         parts: list[FeatureBatch | tuple[int, int] | None] = []  # batches, native row ranges
-        run: list[tuple[bytes, np.ndarray]] = []  # pieces waiting for the Python paths
+        run: list[_Piece] = []  # for the Python paths
         run_lineno = lineno = first_lineno
         for piece, nl in pieces:
             at = out.rows
@@ -613,13 +617,14 @@ class _ChunkParser:
 
     # ---- pulling the fields out of the JSON lines
     def _parse_general(
-        self, pieces: list[tuple[bytes, np.ndarray]], first_lineno: int
+        self, pieces: list[_Piece], first_lineno: int
     ) -> FeatureBatch | None:
         """Rows of the lines in pieces, malformed input counted in line order."""
         log = _LineOrderedLog()
         real, self.malformed = self.malformed, log
         try:
-            return self._parse_lines(pieces, first_lineno)
+            blobs = [(p if isinstance(p, bytes) else bytes(p), nl) for p, nl in pieces]
+            return self._parse_lines(blobs, first_lineno)
         finally:
             self.malformed = real
             log.flush_to(real)
@@ -1736,6 +1741,28 @@ class _NativeOut:
         self.inference_ids: list[str | None] = []
         self.rows = 0
         self.columns: dict[str, np.ndarray] = {}
+        # each categorical column's names in the order first seen in the chunk; the
+        # scanner numbers them per piece, and `recode` renumbers them chunk-wide
+        self.index: list[dict[str, int]] = [{} for _ in range(n_cat)]
+        self.names: list[list[str]] = [[] for _ in range(n_cat)]
+        self.cat_features: list[str] = []
+
+    def recode(self, k: int, words: list[str], a: int, b: int) -> None:
+        """Rows a..b of categorical column k: piece codes (into words) to chunk codes."""
+        index, names = self.index[k], self.names[k]
+        remap = np.empty(len(words) + 1, dtype=np.int32)
+        for i, w in enumerate(words):
+            code = index.get(w)
+            if code is None:
+                code = index[w] = len(names)
+                names.append(w)
+            remap[i] = code
+        remap[-1] = -1  # an empty value (code -1) stays missing
+        lookup = np.empty(len(words) + 1, dtype=object)
+        lookup[:-1] = words  # and is the None at the end
+        codes = self.codes[k, a:b]
+        np.take(lookup, codes, out=self.cats[k, a:b])
+        codes[:] = remap[codes]
 
     def batch(self, a: int, b: int) -> FeatureBatch:
         return FeatureBatch(
@@ -1745,6 +1772,10 @@ class _NativeOut:
             event_ids=self.event_ids[a:b],
             inference_ids=self.inference_ids[a:b],
             inference_times=self.seconds[a:b].view("datetime64[s]"),
+            codes={
+                f: (self.codes[k, a:b], list(self.names[k]))
+                for k, f in enumerate(self.cat_features)
+            },
         )
 
 
@@ -1768,11 +1799,12 @@ class _NativeScan:
         cols = {f: out.num[j] for j, f in enumerate(self.num_features)}
         cols.update({f: out.cats[k] for k, f in enumerate(self.cat_features)})
         out.columns = {f: cols[f] for f in self.features}
+        out.cat_features = self.cat_features
         return out
 
     def scan(
         self,
-        piece: bytes,
+        piece: bytes | memoryview,
         n: int,
         out: _NativeOut,
         seconds: Callable[[list[str]], np.ndarray],
@@ -1791,9 +1823,7 @@ class _NativeScan:
         b = a + n
         out.seconds[a:b] = sec[out.time_codes[a:b]]
         for k, words in enumerate(names):
-            lookup = np.empty(len(words) + 1, dtype=object)
-            lookup[: len(words)] = words  # code -1 (an empty value) picks the None at the end
-            np.take(lookup, out.codes[k, a:b], out=out.cats[k, a:b])
+            out.recode(k, words, a, b)
         out.event_ids += event_ids
         out.inference_ids += inference_ids if inference_ids is not None else [None] * n
         out.rows = b
@@ -1831,17 +1861,18 @@ def _engines(engine: str, schema: Schema) -> tuple[_ArrowCsv | None, _NativeScan
 
 def _iter_line_chunks(
     fh: IO[bytes], n: int, piece_lines: int = _EXTRACT_LINES
-) -> Iterator[list[tuple[bytes, np.ndarray]]]:
+) -> Iterator[list[_Piece]]:
     """Chunks of up to n whole lines, as pieces of up to piece_lines lines each.
 
     A piece is (bytes, positions of its newlines); every line in it ends with a newline
     (one is added to a last line without it). Blocks come from fh.read() and their
-    newlines are found with numpy; a piece is joined from views of the blocks, so each
-    byte is copied once. This beats iterating a file by line, hands the byte-level path
-    its lines in one buffer, and works for any object with read(), e.g. an S3
-    StreamingBody, whose iterator yields 1 KB chunks rather than lines.
+    newlines are found with numpy; a piece is a view of its block, or joined from views
+    of the blocks it spans, so each byte is copied at most once. This beats iterating
+    a file by line, hands the byte-level path its lines in one buffer, and works for
+    any object with read(), e.g. an S3 StreamingBody, whose iterator yields 1 KB chunks
+    rather than lines.
     """
-    pieces: list[tuple[bytes, np.ndarray]] = []
+    pieces: list[_Piece] = []
     in_chunk = 0  # lines in the finished pieces of the current chunk
     parts: list[memoryview | bytes] = []  # the current piece, still in views
     part_nls: list[np.ndarray] = []
@@ -1850,13 +1881,15 @@ def _iter_line_chunks(
 
     def finish_piece() -> None:
         nonlocal parts, part_nls, count, size, in_chunk
-        blob = b"".join(parts)
+        # a piece inside one block stays a view of it (the compiled scanner reads views;
+        # the Python paths copy what they get to bytes)
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
         nl = part_nls[0] if len(part_nls) == 1 else np.concatenate(part_nls)
         pieces.append((blob, nl))
         in_chunk += count
         parts, part_nls, count, size = [], [], 0, 0
 
-    def add(data: memoryview | bytes, nl: np.ndarray) -> Iterator[list[tuple[bytes, np.ndarray]]]:
+    def add(data: memoryview | bytes, nl: np.ndarray) -> Iterator[list[_Piece]]:
         """Queue data (newlines at nl); yield each chunk as it reaches n lines."""
         nonlocal pieces, in_chunk, count, size
         start = 0
@@ -1903,15 +1936,7 @@ def _split_batch(batch: FeatureBatch, size: int) -> Iterable[FeatureBatch]:
         yield batch
         return
     for a in range(0, batch.n_rows, size):
-        b = min(a + size, batch.n_rows)
-        yield FeatureBatch(
-            columns={k: v[a:b] for k, v in batch.columns.items()},
-            n_rows=b - a,
-            predictions=None if batch.predictions is None else batch.predictions[a:b],
-            event_ids=None if batch.event_ids is None else batch.event_ids[a:b],
-            inference_ids=None if batch.inference_ids is None else batch.inference_ids[a:b],
-            inference_times=None if batch.inference_times is None else batch.inference_times[a:b],
-        )
+        yield batch.rows(a, a + size)
 
 
 def read_capture(

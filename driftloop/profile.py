@@ -601,8 +601,19 @@ class DatasetProfile:
 # --------------------------------------------------------------------------- profiling
 
 
-def _categorical_on_reference(values: Any, ref: CategoricalProfile) -> CategoricalProfile:
-    counts, missing, _ = count_categories(values)
+def count_coded(codes: np.ndarray, names: list[str]) -> tuple[Counter[str], int, int]:
+    """`count_categories` of a dictionary-encoded column (codes into names, -1 missing)."""
+    tally = np.bincount(codes.astype(np.intp) + 1, minlength=len(names) + 1)
+    counts: Counter[str] = Counter()
+    for i in np.flatnonzero(tally[1:]).tolist():
+        counts[names[i]] = int(tally[i + 1])
+    return counts, int(tally[0]), len(codes)
+
+
+def _categorical_on_reference(
+    values: Any, ref: CategoricalProfile, coded: tuple[np.ndarray, list[str]] | None = None
+) -> CategoricalProfile:
+    counts, missing, _ = count_categories(values) if coded is None else count_coded(*coded)
     known = frozenset(ref.counts)
     capped, other = _cap_unseen(dict(counts), known, 0)
     return CategoricalProfile(counts=capped, other=other, n_missing=missing, known=known)
@@ -643,7 +654,8 @@ def profile_batch(batch: FeatureBatch, reference: DatasetProfile) -> DatasetProf
                     counts={}, n_missing=n, known=frozenset(ref.counts)
                 )
             else:
-                features[name] = _categorical_on_reference(col, ref)
+                coded = None if batch.codes is None else batch.codes.get(name)
+                features[name] = _categorical_on_reference(col, ref, coded)
     predictions = None
     if reference.predictions is not None and batch.predictions is not None:
         if len(batch.predictions) != n:

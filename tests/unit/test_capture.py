@@ -591,8 +591,10 @@ class CountingStream(io.BytesIO):
         return iter(lambda: self.read(1024), b"")
 
 
-def test_reader_streams_instead_of_loading_the_file() -> None:
-    # Given a file of 20,000 records (several MB) behind a stream that does not iterate by line
+def test_reader_streams_instead_of_loading_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given a file of 20,000 records (several MB) behind a stream that does not iterate by
+    # line, read in blocks of 1 MB
+    monkeypatch.setattr(capture_module, "_READ_BLOCK", 1 << 20)
     blob = b"".join(record(f"{i},1,a", event_id=f"e{i}") for i in range(20_000))
     stream = CountingStream(blob)
     # When the first batch of 10 rows is taken

@@ -25,6 +25,7 @@ import driftloop.capture as capture_module
 from driftloop.batch import FeatureBatch
 from driftloop.capture import encode_capture_record, read_capture
 from driftloop.errors import DriftloopError, MalformedLog
+from driftloop.profile import build_baseline, profile_batch
 from driftloop.schema import Schema
 from tests.unit.test_capture import (
     AWS_DOC_LINE,
@@ -434,3 +435,42 @@ def test_native_numbers_are_exactly_floats(values: list[str], native_calls: list
         assert batch.columns[name].view(np.int64).tolist() == expected.view(np.int64).tolist()
     assert batch.predictions is not None
     assert batch.predictions.view(np.int64).tolist() == expected.view(np.int64).tolist()
+
+
+def test_native_batches_carry_codes_that_profile_the_same(
+    native_calls: list[bool], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given exact-layout records in pieces of 3 lines, whose categories first appear in
+    # different pieces (so each piece numbers them its own way), with missing values
+    monkeypatch.setattr(
+        capture_module, "_iter_line_chunks",
+        lambda fh, n, original=capture_module._iter_line_chunks: original(fh, n, 3),
+    )  # fmt: skip
+    k0 = ["b", "", "a", "c", "b", "", "d", "a", "a", "e", "", "b"]
+    blob = exact_lines([f"{i},1,2,{v},3,{'xy'[i % 2]}" for i, v in enumerate(k0)])
+    # When the native engine reads it in one chunk, and in chunks of 5 rows
+    for chunk_rows in (65536, 5):
+        batches = list(
+            read_capture(
+                io.BytesIO(blob), schema=WIDE, malformed=MalformedLog(), chunk_rows=chunk_rows,
+                engine="native",
+            )
+        )  # fmt: skip
+        assert all(native_calls)
+        # Then each batch's codes decode to its categorical columns, numbered chunk-wide
+        for b in batches:
+            assert b.codes is not None and set(b.codes) == {"k0", "k1"}
+            for name, (codes, names) in b.codes.items():
+                decoded = [None if c < 0 else names[c] for c in codes.tolist()]
+                assert decoded == b.columns[name].tolist()
+        assert [v or None for v in k0] == [x for b in batches for x in b.columns["k0"]]
+        if chunk_rows == 65536:
+            assert len(batches) == 1
+            whole = batches[0]
+    # And profiling by codes gives what profiling the strings gives
+    # (on a reference made of the first rows, so that "d" and "e" are unseen categories)
+    head = whole.rows(0, 6)
+    ref = build_baseline([FeatureBatch(columns=head.columns, n_rows=head.n_rows)], WIDE)
+    plain = FeatureBatch(columns=whole.columns, n_rows=whole.n_rows)
+    assert profile_batch(whole, ref).to_dict() == profile_batch(plain, ref).to_dict()
+    assert profile_batch(whole, ref).features["k0"].to_dict()["n_missing"] == 3
