@@ -562,8 +562,38 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(newlines_doc,
+"newlines(buf) -> bytearray\n"
+"\n"
+"The positions of the newline bytes of buf, as native int64 values.");
+
+static PyObject *newlines(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)b.buf;
+    const char *end = start + b.len;
+    Py_ssize_t n = 0;
+    for (const char *p = start; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
+        n++;
+    }
+    PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
+    if (out != NULL) {
+        int64_t *pos = (int64_t *)PyByteArray_AS_STRING(out);
+        Py_ssize_t i = 0;
+        for (const char *p = start; i < n && (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
+             p++) {
+            pos[i++] = (int64_t)(p - start);
+        }
+    }
+    PyBuffer_Release(&b);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
+    {"newlines", newlines, METH_O, newlines_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1859,8 +1859,20 @@ def _engines(engine: str, schema: Schema) -> tuple[_ArrowCsv | None, _NativeScan
     return arrow, native
 
 
+def _numpy_newlines(block: bytes) -> np.ndarray:
+    return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+
+
+def _native_newlines(block: bytes) -> np.ndarray:
+    """Where the newlines of block are (the compiled scanner's memchr loop)."""
+    return np.frombuffer(_scan.newlines(block), dtype=np.int64)
+
+
 def _iter_line_chunks(
-    fh: IO[bytes], n: int, piece_lines: int = _EXTRACT_LINES
+    fh: IO[bytes],
+    n: int,
+    piece_lines: int = _EXTRACT_LINES,
+    find_newlines: Callable[[bytes], np.ndarray] = _numpy_newlines,
 ) -> Iterator[list[_Piece]]:
     """Chunks of up to n whole lines, as pieces of up to piece_lines lines each.
 
@@ -1920,7 +1932,7 @@ def _iter_line_chunks(
         block = fh.read(_READ_BLOCK)
         if not block:
             break
-        nl = np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
+        nl = find_newlines(block)
         tail = block[-1:] != b"\n"
         yield from add(memoryview(block), nl)
     if tail:
@@ -1988,7 +2000,12 @@ def _read_stream(
 ) -> Iterator[FeatureBatch]:
     parser = _ChunkParser(schema, malformed, name, arrow, native)
     lineno = 1
-    for pieces in _iter_line_chunks(fh, chunk_rows):
+    chunks = (
+        _iter_line_chunks(fh, chunk_rows)
+        if native is None
+        else _iter_line_chunks(fh, chunk_rows, find_newlines=_native_newlines)
+    )
+    for pieces in chunks:
         batch = parser.parse(pieces, lineno)
         lineno += sum(len(nl) for _, nl in pieces)
         if batch is not None:

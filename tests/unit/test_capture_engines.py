@@ -301,8 +301,8 @@ def test_lines_split_across_reads_and_pieces(
     monkeypatch.setattr(capture_module, "_READ_BLOCK", read_block)
     original = capture_module._iter_line_chunks
 
-    def small_pieces(fh: Any, n: int) -> Any:
-        return original(fh, n, piece_lines)
+    def small_pieces(fh: Any, n: int, **kw: Any) -> Any:
+        return original(fh, n, piece_lines, **kw)
 
     monkeypatch.setattr(capture_module, "_iter_line_chunks", small_pieces)
     small, log_small = read(blob, "auto", SCHEMA, chunk_rows=5)
@@ -337,7 +337,7 @@ def test_native_takes_clean_pieces_and_declines_the_rest(
     # holding one line the scanner must leave to the Python paths
     monkeypatch.setattr(
         capture_module, "_iter_line_chunks",
-        lambda fh, n, original=capture_module._iter_line_chunks: original(fh, n, 4),
+        lambda fh, n, original=capture_module._iter_line_chunks, **kw: original(fh, n, 4, **kw),
     )  # fmt: skip
     clean = [f"{i}.5,-{i},1e{i % 5},k{i % 3},{i},x" for i in range(8)]
     odd = [
@@ -444,7 +444,7 @@ def test_native_batches_carry_codes_that_profile_the_same(
     # different pieces (so each piece numbers them its own way), with missing values
     monkeypatch.setattr(
         capture_module, "_iter_line_chunks",
-        lambda fh, n, original=capture_module._iter_line_chunks: original(fh, n, 3),
+        lambda fh, n, original=capture_module._iter_line_chunks, **kw: original(fh, n, 3, **kw),
     )  # fmt: skip
     k0 = ["b", "", "a", "c", "b", "", "d", "a", "a", "e", "", "b"]
     blob = exact_lines([f"{i},1,2,{v},3,{'xy'[i % 2]}" for i, v in enumerate(k0)])
@@ -474,3 +474,13 @@ def test_native_batches_carry_codes_that_profile_the_same(
     plain = FeatureBatch(columns=whole.columns, n_rows=whole.n_rows)
     assert profile_batch(whole, ref).to_dict() == profile_batch(plain, ref).to_dict()
     assert profile_batch(whole, ref).features["k0"].to_dict()["n_missing"] == 3
+
+
+@settings(max_examples=100, deadline=None)
+@given(blob=st.binary(max_size=300) | st.text(alphabet="ab\n", max_size=300).map(str.encode))
+def test_native_newlines_are_numpys(blob: bytes) -> None:
+    # Given any bytes, When the compiled scanner finds the newlines
+    got = capture_module._native_newlines(blob)
+    # Then it finds exactly the positions numpy finds, as int64
+    assert got.dtype == np.int64
+    assert got.tolist() == capture_module._numpy_newlines(blob).tolist()
