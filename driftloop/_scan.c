@@ -30,6 +30,8 @@
  * the conversion float() itself uses.
  */
 #define PY_SSIZE_T_CLEAN
+/* The stable ABI of CPython 3.11 (setup.py defines Py_LIMITED_API): one build,
+ * `_scan.abi3.so`, loads in every CPython from 3.11 on, the Lambda runtime's included. */
 #include <Python.h>
 
 #include <math.h>
@@ -278,7 +280,7 @@ static inline int32_t intern(Table *t, const char *s, Py_ssize_t n) {
             if (name == NULL) {
                 return -1;
             }
-            int32_t code = (int32_t)PyList_GET_SIZE(t->names);
+            int32_t code = (int32_t)PyList_Size(t->names);
             int rc = PyList_Append(t->names, name);
             Py_DECREF(name);
             if (rc < 0) {
@@ -490,7 +492,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         if (eid == NULL) {
             goto done;
         }
-        PyList_SET_ITEM(event_ids, i, eid);
+        PyList_SetItem(event_ids, i, eid); /* steals eid; cannot fail here */
         p = q;
         PyObject *iid = Py_None;
         if (lit(&p, end, LIT(INF_ID))) {
@@ -507,7 +509,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         } else {
             Py_INCREF(iid);
         }
-        PyList_SET_ITEM(inference_ids, i, iid);
+        PyList_SetItem(inference_ids, i, iid);
         if (!lit(&p, end, LIT(INF_TIME)) || (q = string_end(p, end)) == NULL) {
             rejected = 1;
             break;
@@ -533,11 +535,12 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         goto done;
     }
     for (Py_ssize_t k = 0; k < n_cat; k++) {
-        PyList_SET_ITEM(names, k, tables[k].names);
+        PyList_SetItem(names, k, tables[k].names);
         tables[k].names = NULL;
     }
     if (!any_inference_id) {
-        Py_SETREF(inference_ids, Py_NewRef(Py_None));
+        Py_DECREF(inference_ids);
+        inference_ids = Py_NewRef(Py_None);
     }
     result = Py_BuildValue("(NOON)", names, event_ids, inference_ids, time_table.names);
     time_table.names = NULL;
@@ -580,7 +583,7 @@ static PyObject *newlines(PyObject *Py_UNUSED(self), PyObject *arg) {
     }
     PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
     if (out != NULL) {
-        int64_t *pos = (int64_t *)PyByteArray_AS_STRING(out);
+        int64_t *pos = (int64_t *)PyByteArray_AsString(out);
         Py_ssize_t i = 0;
         for (const char *p = start; i < n && (p = memchr(p, '\n', (size_t)(end - p))) != NULL;
              p++) {

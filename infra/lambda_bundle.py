@@ -3,9 +3,10 @@
 The Lambda bundle is a folder holding `lambdas/`, `driftloop/` and the manylinux wheels
 for the Lambda runtime that `make install` unpacks into `build/lambda-deps` (pip's
 `--platform`/`--python-version` options, so nothing from this machine's site-packages
-leaks in). It is assembled once per content hash under `build/lambda-bundle/<hash>`
-(written to a temporary folder, then renamed, so parallel synths never see half a
-bundle) and handed to `lambda.Code.from_asset`.
+leaks in), plus driftloop's compiled capture scanner when it was built here for the
+stable ABI on Linux x86-64 (see `_walk_sources`). It is assembled once per content
+hash under `build/lambda-bundle/<hash>` (written to a temporary folder, then renamed,
+so parallel synths never see half a bundle) and handed to `lambda.Code.from_asset`.
 
 The training sourcedir is a byte-for-byte deterministic `sourcedir.tar.gz` of
 `training/*.py` and the `driftloop/` package (sorted entries, zero mtimes and owners,
@@ -19,6 +20,7 @@ import gzip
 import hashlib
 import io
 import os
+import platform
 import shutil
 import tarfile
 import tempfile
@@ -41,13 +43,23 @@ def _walk(top: Path, *, skip_dirs: frozenset[str] = SKIP_DIRS) -> Iterator[Path]
                 yield Path(dirpath) / name
 
 
-def _walk_sources(top: Path) -> Iterator[Path]:
-    """The project's own files under `top`, without extensions compiled on this machine.
+def lambda_can_load_builds_of_this_host() -> bool:
+    """Whether an extension compiled here runs in the Lambda runtime (Linux, x86-64)."""
+    return platform.system() == "Linux" and platform.machine() in ("x86_64", "AMD64")
 
-    driftloop._scan is built by `pip install` for this machine's Python; the Lambda and
-    SageMaker runtimes run another one, where driftloop reads capture files without it.
+
+def _walk_sources(top: Path, *, stable_abi: bool = False) -> Iterator[Path]:
+    """The project's own files under `top`, without extensions compiled on this machine,
+    except, with `stable_abi`, those built for CPython's stable ABI (`*.abi3.so`).
+
+    driftloop._scan is built by `pip install` against the stable ABI of CPython 3.11, so
+    on a Linux x86-64 host the same file loads in the Lambda runtime's Python 3.12 (it
+    needs nothing newer from glibc than manylinux2014 allows; tests hold both). Built
+    elsewhere it cannot, and the Lambda reads capture files with its numpy path.
     """
-    return (p for p in _walk(top) if not p.name.endswith(".so"))
+    for p in _walk(top):
+        if not p.name.endswith(".so") or (stable_abi and p.name.endswith(".abi3.so")):
+            yield p
 
 
 def _digest(entries: Iterable[tuple[str, Path]]) -> str:
@@ -73,8 +85,12 @@ def lambda_bundle_entries(root: Path = ROOT) -> list[tuple[str, Path]]:
     """(path inside the bundle, source file) for every file of the Lambda bundle."""
     deps = lambda_deps_dir(root)
     entries: list[tuple[str, Path]] = []
+    stable_abi = lambda_can_load_builds_of_this_host()
     for package in ("lambdas", "driftloop"):
-        entries += [(str(p.relative_to(root)), p) for p in _walk_sources(root / package)]
+        entries += [
+            (str(p.relative_to(root)), p)
+            for p in _walk_sources(root / package, stable_abi=stable_abi)
+        ]
     # The wheels' console scripts (bin/) are of no use inside a Lambda.
     for path in _walk(deps, skip_dirs=SKIP_DIRS | {"bin"}):
         rel = str(path.relative_to(deps))

@@ -76,6 +76,7 @@ def _fake_tree(root: Path) -> None:
         "driftloop/core.py": "x = 1\n",
         "driftloop/__pycache__/core.cpython-311.pyc": "junk",
         "driftloop/_scan.cpython-311-x86_64-linux-gnu.so": "built here, for this Python",
+        "driftloop/_scan.abi3.so": "built here, for CPython's stable ABI",
         "lambdas/handler.py": "def handler(e, c): return 1\n",
         "lambdas/tests/test_x.py": "",
         "build/lambda-deps/numpy/__init__.py": "",
@@ -134,15 +135,21 @@ def test_sourcedir_without_train_py_is_a_clear_error(tmp_path: Path) -> None:
         lambda_bundle.build_sourcedir(tmp_path)
 
 
-def test_lambda_bundle_holds_code_and_wheels_without_caches(tmp_path: Path) -> None:
-    # Given a tree with filled build/lambda-deps
+@pytest.mark.parametrize("linux_x86_64", [True, False])
+def test_lambda_bundle_holds_code_and_wheels_without_caches(
+    tmp_path: Path, linux_x86_64: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a tree with filled build/lambda-deps, on a Linux x86-64 host or another one
     _fake_tree(tmp_path)
+    monkeypatch.setattr(lambda_bundle, "lambda_can_load_builds_of_this_host", lambda: linux_x86_64)
     # When the bundle is assembled
     bundle = lambda_bundle.build_lambda_bundle(tmp_path)
     files = {str(p.relative_to(bundle)) for p in bundle.rglob("*") if p.is_file()}
     # Then it holds lambdas/, driftloop/ and the wheels (compiled parts included) at the
-    # top, nothing else: not the extension compiled for this machine's Python
-    assert files == {
+    # top, nothing else: not the extension compiled for this machine's Python, and the
+    # stable-ABI one only from a host whose builds the Lambda runtime can load
+    scanner = {"driftloop/_scan.abi3.so"} if linux_x86_64 else set()
+    assert files == scanner | {
         "lambdas/handler.py",
         "driftloop/__init__.py",
         "driftloop/core.py",
