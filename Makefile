@@ -17,7 +17,8 @@ export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
 .PHONY: install demo test test-fast lint bench synth clean
 
-$(VENV)/.installed: pyproject.toml
+# setup.py and the C source too: the editable install compiles driftloop/_scan.c in place.
+$(VENV)/.installed: pyproject.toml setup.py driftloop/_scan.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -e '.[dev]'
@@ -59,4 +60,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache driftloop/*.so
