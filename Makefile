@@ -60,4 +60,4 @@ bench: install
 	$(PY) bench/run.py
 
 clean:
-	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache driftloop/*.so
+	rm -rf cdk.out build .pytest_cache .mypy_cache .ruff_cache driftloop/*.so $(VENV)/.installed
