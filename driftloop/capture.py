@@ -51,10 +51,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import gc
 import importlib.util
 import io
+import mmap
+import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -1883,20 +1886,20 @@ def _engines(engine: str, schema: Schema) -> tuple[_ArrowCsv | None, _NativeScan
     return arrow, native
 
 
-def _numpy_newlines(block: bytes) -> np.ndarray:
+def _numpy_newlines(block: bytes | memoryview) -> np.ndarray:
     return np.flatnonzero(np.frombuffer(block, dtype=np.uint8) == 10)
 
 
-def _native_newlines(block: bytes) -> np.ndarray:
+def _native_newlines(block: bytes | memoryview) -> np.ndarray:
     """Where the newlines of block are (the compiled scanner's memchr loop)."""
     return np.frombuffer(_scan.newlines(block), dtype=np.int64)
 
 
 def _iter_line_chunks(
-    fh: IO[bytes],
+    fh: IO[bytes] | _MappedFile,
     n: int,
     piece_lines: int = _EXTRACT_LINES,
-    find_newlines: Callable[[bytes], np.ndarray] = _numpy_newlines,
+    find_newlines: Callable[[bytes | memoryview], np.ndarray] = _numpy_newlines,
 ) -> Iterator[list[_Piece]]:
     """Chunks of up to n whole lines, as pieces of up to piece_lines lines each.
 
@@ -2007,14 +2010,63 @@ def read_capture(
         except OSError as exc:
             raise DriftloopError(f"{path}: cannot open capture file ({exc.strerror})") from exc
         with fh:
-            yield from _read_stream(fh, schema, chunk_rows, malformed, label, *engines)
+            mapped = _MappedFile.open(fh)
+            if mapped is None:
+                yield from _read_stream(fh, schema, chunk_rows, malformed, label, *engines)
+                return
+        with mapped:
+            yield from _read_stream(mapped, schema, chunk_rows, malformed, label, *engines)
     else:
         label = name or str(getattr(source, "name", "<stream>"))
         yield from _read_stream(source, schema, chunk_rows, malformed, label, *engines)
 
 
+class _MappedFile:
+    """A file read through mmap: read() returns views of the mapping, so no byte is copied.
+
+    Pages already read are let go (madvise DONTNEED) as reading moves on, so the process
+    never holds more than a few blocks of the file resident; a view of such a page stays
+    valid (the kernel reads it back from the page cache if touched again).
+    """
+
+    def __init__(self, mm: mmap.mmap) -> None:
+        self.mm = mm
+        self.view = memoryview(mm)
+        self.pos = 0
+        self.released = 0  # bytes before this offset were let go
+
+    @classmethod
+    def open(cls, fh: IO[bytes]) -> _MappedFile | None:
+        """The file mapped, or None where it cannot be (empty, a pipe, no mmap)."""
+        try:
+            if os.fstat(fh.fileno()).st_size == 0:
+                return None
+            return cls(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ))
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None
+
+    def read(self, n: int) -> memoryview:
+        keep_from = (max(0, self.pos - 4 * n) // mmap.PAGESIZE) * mmap.PAGESIZE
+        if keep_from > self.released and hasattr(self.mm, "madvise"):
+            self.mm.madvise(mmap.MADV_DONTNEED, self.released, keep_from - self.released)
+            self.released = keep_from
+        block = self.view[self.pos : self.pos + n]
+        self.pos += len(block)
+        return block
+
+    def __enter__(self) -> _MappedFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Views of it may live on (a caller that stopped reading early); the mapping
+        # then goes when the last of them does.
+        with contextlib.suppress(BufferError):
+            self.view.release()
+            self.mm.close()
+
+
 def _read_stream(
-    fh: IO[bytes],
+    fh: IO[bytes] | _MappedFile,
     schema: Schema,
     chunk_rows: int,
     malformed: MalformedLog,

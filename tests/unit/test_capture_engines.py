@@ -484,3 +484,41 @@ def test_native_newlines_are_numpys(blob: bytes) -> None:
     # Then it finds exactly the positions numpy finds, as int64
     assert got.dtype == np.int64
     assert got.tolist() == capture_module._numpy_newlines(blob).tolist()
+
+
+@pytest.mark.parametrize("engine", ["native", "numpy"])
+def test_a_mapped_file_reads_as_its_stream_does(
+    engine: str, tmp_path: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a file (read through mmap) of every kind of line, its last without a newline,
+    # in read blocks much smaller than the file, so pages are let go as reading moves on
+    monkeypatch.setattr(capture_module, "_READ_BLOCK", 4096)
+    blob = (mixed_file() + exact_lines([f"{i},2,{i}" for i in range(400)]) + GOOD).rstrip(b"\n")
+    path = tmp_path / "capture.jsonl"
+    path.write_bytes(blob)
+    released: list[int] = []
+    original = capture_module._MappedFile.read
+
+    def spy(self: Any, n: int) -> Any:
+        out = original(self, n)
+        released.append(self.released)
+        return out
+
+    monkeypatch.setattr(capture_module._MappedFile, "read", spy)
+    # When it is read by path and as a stream of the same bytes
+    log_path, log_stream = MalformedLog(), MalformedLog()
+    by_path = list(read_capture(path, schema=SCHEMA, malformed=log_path, engine=engine))
+    by_stream = list(
+        read_capture(
+            io.BytesIO(blob), schema=SCHEMA, malformed=log_stream, name=str(path), engine=engine
+        )
+    )
+    # Then rows, counts and examples are the same, and the mapping was read and let go
+    assert_same(concat(by_path, SCHEMA), concat(by_stream, SCHEMA))
+    assert log_path.by_reason == log_stream.by_reason and log_path.total > 0
+    assert log_path.examples == log_stream.examples
+    assert len(released) > 10 and released[-1] > 0
+    # And an empty file reads as no rows
+    empty = tmp_path / "empty.jsonl"
+    empty.write_bytes(b"")
+    assert list(read_capture(empty, schema=SCHEMA, malformed=MalformedLog(), engine=engine)) == []
