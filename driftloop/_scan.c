@@ -116,7 +116,7 @@ static inline const char *string_end(const char *p, const char *end) {
 /* Parse the plain decimal number at s (before end) into *out; return where it stops
  * (the caller checks that a delimiter follows), or NULL if there is no number there or
  * the general conversion fails. */
-static const char *parse_number(const char *s, const char *end, double *out) {
+static const char *parse_number_careful(const char *s, const char *end, double *out) {
     const char *p = s;
     int neg = 0;
     if (p < end && (*p == '+' || *p == '-')) {
@@ -222,27 +222,63 @@ static const char *parse_number(const char *s, const char *end, double *out) {
     return p;
 }
 
+/* parse_number_careful for the usual spelling, [+-]digits[.digits] with at most 19
+ * digits in all and no exponent, in one tight pass; anything else goes the careful
+ * way. The digit loops need no bound: the caller guarantees a non-digit (at the latest
+ * the line's newline) before end. */
+static inline const char *parse_number(const char *s, const char *end, double *out) {
+    const char *p = s;
+    int neg = (*p == '-');
+    p += (*p == '-' || *p == '+');
+    uint64_t mant = 0;
+    unsigned d;
+    const char *digits = p;
+    while ((d = (unsigned)(*p - '0')) < 10) {
+        mant = mant * 10 + d;
+        p++;
+    }
+    Py_ssize_t n_int = p - digits, n_frac = 0;
+    if (*p == '.') {
+        const char *frac = ++p;
+        while ((d = (unsigned)(*p - '0')) < 10) {
+            mant = mant * 10 + d;
+            p++;
+        }
+        n_frac = p - frac;
+    }
+    if (n_int + n_frac == 0 || n_int + n_frac > 19 || *p == 'e' || *p == 'E' ||
+        mant > (UINT64_C(1) << 53) || n_frac > 22) {
+        return parse_number_careful(s, end, out);
+    }
+    double v = (double)mant;
+    if (n_frac) {
+        v /= POW10[n_frac];
+    }
+    *out = neg ? -v : v;
+    return p;
+}
+
 /* ------------------------------------------------------------------ string interning */
 
 typedef struct {
-    const char *ptr;
+    const char *ptr; /* NULL: an empty slot */
     Py_ssize_t len;
+    uint64_t hash;
     int32_t code;
 } Slot;
 
 typedef struct {
     Slot *slots;
     size_t mask;
+    size_t count;
     PyObject *names; /* list of str, code order */
 } Table;
 
-static int table_init(Table *t, size_t n_lines) {
-    size_t cap = 16;
-    while (cap < 2 * n_lines + 2) {
-        cap <<= 1;
-    }
+static int table_init(Table *t) {
+    const size_t cap = 64; /* grows as needed: most categorical columns have few values */
     t->slots = (Slot *)PyMem_Calloc(cap, sizeof(Slot));
     t->mask = cap - 1;
+    t->count = 0;
     t->names = PyList_New(0);
     if (t->slots == NULL || t->names == NULL) {
         PyMem_Free(t->slots);
@@ -260,6 +296,30 @@ static void table_free(Table *t) {
     Py_CLEAR(t->names);
 }
 
+/* Double the table's capacity; -1 (MemoryError set) if it cannot. */
+static int table_grow(Table *t) {
+    size_t cap = 2 * (t->mask + 1);
+    Slot *slots = (Slot *)PyMem_Calloc(cap, sizeof(Slot));
+    if (slots == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    for (size_t i = 0; i <= t->mask; i++) {
+        Slot *old = &t->slots[i];
+        if (old->ptr != NULL) {
+            size_t j = (size_t)old->hash & (cap - 1);
+            while (slots[j].ptr != NULL) {
+                j = (j + 1) & (cap - 1);
+            }
+            slots[j] = *old;
+        }
+    }
+    PyMem_Free(t->slots);
+    t->slots = slots;
+    t->mask = cap - 1;
+    return 0;
+}
+
 static inline uint64_t hash_bytes(const char *s, Py_ssize_t n) {
     uint64_t h = 1469598103934665603ULL;
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -270,32 +330,39 @@ static inline uint64_t hash_bytes(const char *s, Py_ssize_t n) {
 }
 
 /* The code of [s, s+n) in t, adding it (as a str) if new; -1 on a Python error. The
- * table holds at most one entry per line scanned, and its capacity is over twice that. */
+ * table is kept at most half full. */
 static inline int32_t intern(Table *t, const char *s, Py_ssize_t n) {
-    size_t i = (size_t)hash_bytes(s, n) & t->mask;
+    const uint64_t h = hash_bytes(s, n);
+    size_t i = (size_t)h & t->mask;
     for (;;) {
         Slot *slot = &t->slots[i];
         if (slot->ptr == NULL) {
-            PyObject *name = PyUnicode_FromStringAndSize(s, n);
-            if (name == NULL) {
-                return -1;
-            }
-            int32_t code = (int32_t)PyList_Size(t->names);
-            int rc = PyList_Append(t->names, name);
-            Py_DECREF(name);
-            if (rc < 0) {
-                return -1;
-            }
-            slot->ptr = s;
-            slot->len = n;
-            slot->code = code;
-            return code;
+            break;
         }
-        if (slot->len == n && memcmp(slot->ptr, s, (size_t)n) == 0) {
+        if (slot->hash == h && slot->len == n && memcmp(slot->ptr, s, (size_t)n) == 0) {
             return slot->code;
         }
         i = (i + 1) & t->mask;
     }
+    PyObject *name = PyUnicode_FromStringAndSize(s, n);
+    if (name == NULL) {
+        return -1;
+    }
+    int32_t code = (int32_t)PyList_Size(t->names);
+    int rc = PyList_Append(t->names, name);
+    Py_DECREF(name);
+    if (rc < 0) {
+        return -1;
+    }
+    Slot *slot = &t->slots[i];
+    slot->ptr = s;
+    slot->len = n;
+    slot->hash = h;
+    slot->code = code;
+    if (2 * ++t->count > t->mask && table_grow(t) < 0) {
+        return -1;
+    }
+    return code;
 }
 
 /* ------------------------------------------------------------------ the scan */
@@ -376,11 +443,11 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         goto done;
     }
     for (Py_ssize_t k = 0; k < n_cat; k++) {
-        if (table_init(&tables[k], (size_t)n_lines) < 0) {
+        if (table_init(&tables[k]) < 0) {
             goto done;
         }
     }
-    if (table_init(&time_table, (size_t)n_lines) < 0) {
+    if (table_init(&time_table) < 0) {
         goto done;
     }
     event_ids = PyList_New(n_lines);
@@ -391,7 +458,11 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
 
     const char *p = (const char *)blob.buf;
     const char *end = p + blob.len;
-    int rejected = 0;
+    const char *last_time = NULL;
+    Py_ssize_t last_time_len = 0;
+    int32_t last_time_code = -1;
+    /* every line ends in a newline: the number parser's loops rely on it */
+    int rejected = blob.len == 0 || end[-1] != '\n';
     for (Py_ssize_t i = 0; i < n_lines && !rejected; i++) {
         const Py_ssize_t row = offset + i;
         const char *s, *q;
@@ -514,9 +585,16 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             rejected = 1;
             break;
         }
-        int32_t tcode = intern(&time_table, p, q - p);
-        if (tcode < 0) {
-            goto done;
+        /* consecutive records mostly share their (second-resolution) time */
+        int32_t tcode = last_time_code;
+        if (tcode < 0 || q - p != last_time_len || memcmp(p, last_time, (size_t)(q - p)) != 0) {
+            tcode = intern(&time_table, p, q - p);
+            if (tcode < 0) {
+                goto done;
+            }
+            last_time = p;
+            last_time_len = q - p;
+            last_time_code = tcode;
         }
         time_out[row] = tcode;
         p = q;

@@ -12,6 +12,7 @@ parsing. The native engine is required here: an install that failed to build it 
 from __future__ import annotations
 
 import io
+import re
 import sys
 from datetime import timedelta
 from typing import Any
@@ -522,3 +523,23 @@ def test_a_mapped_file_reads_as_its_stream_does(
     empty = tmp_path / "empty.jsonl"
     empty.write_bytes(b"")
     assert list(read_capture(empty, schema=SCHEMA, malformed=MalformedLog(), engine=engine)) == []
+
+
+def test_native_many_distinct_categories_and_times(native_calls: list[bool]) -> None:
+    # Given exact-layout records whose categorical values are nearly all distinct (the
+    # scanner's tables grow many times) and whose times repeat in runs and come back
+    payloads = [f"{i},{i % 7},{i},v{i},{i},w{i % 1500}" for i in range(5000)]
+    blob = exact_lines(payloads)
+    times = [f"2026-11-01T10:{(i // 40) % 60:02d}:00Z".encode() for i in range(5000)]
+    lines = blob.split(b"\n")[:-1]
+    blob = b"".join(
+        re.sub(rb'"inferenceTime":"[^"]*"', b'"inferenceTime":"' + t + b'"', line) + b"\n"
+        for line, t in zip(lines, times, strict=True)
+    )
+    # When every engine reads it, Then they agree, and the scanner read every piece
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls and all(native_calls) and log.total == 0 and batch is not None
+    assert batch.columns["k0"].tolist()[4998:] == ["v4998", "v4999"]
+    assert str(batch.inference_times[4999]) == "2026-11-01T10:04:00"
