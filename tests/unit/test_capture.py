@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -663,3 +664,29 @@ def test_exact_layout_path_agrees_with_the_json_path(
     assert str(a.inference_times[39]) == "2026-11-01T10:16:28"
     if with_output:
         assert a.predictions is not None and a.predictions[7] == 0.7
+
+
+def test_inference_times_read_as_numpy_reads_them() -> None:
+    # Given times in SageMaker's form and odd ones (bad dates, hours, seconds, zones)
+    times = [
+        "2026-11-01T10:15:49Z", "2024-02-29T00:00:00Z", "2026-02-29T10:15:49Z",
+        "2026-11-01T24:00:00Z", "2026-11-01T23:59:60Z", "2026-11-01T10:15:4xZ",
+        "2026-11-01T10:15:49", "2026-11-01T10:15:49.250Z", "2026-11-01Z", "2026Z", "Z", "",
+    ]  # fmt: skip
+    # When the reader turns them into epoch seconds
+    parser = capture_module._ChunkParser(SCHEMA, MalformedLog(), "f")
+    got = parser._seconds(times).tolist()
+
+    # Then each is what numpy's own parse of the string gives (NAT_SECONDS if it refuses)
+    def numpy_seconds(t: str) -> int:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                v = np.datetime64(t, "s")
+            except ValueError:
+                return capture_module.NAT_SECONDS
+        return capture_module.NAT_SECONDS if np.isnat(v) else int(v.astype(np.int64))
+
+    assert got == [numpy_seconds(t) if t[:1].isdigit() else capture_module.NAT_SECONDS
+                   for t in times]  # fmt: skip
+    assert got[0] == 1793528149 and got[2] == capture_module.NAT_SECONDS
