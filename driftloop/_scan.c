@@ -17,11 +17,12 @@
  *    [,"inferenceId":"I"],"inferenceTime":"W"},"eventVersion":"0"}\n
  * - every variable string holds only printable ASCII (0x20-0x7e) and no backslash, so
  *   its value is literally the bytes between its quotes (no JSON escapes, no UTF-8);
- * - D has exactly n_features comma-separated fields; a numeric field is empty (a
+ * - D holds one or more rows separated by escaped newlines (blank rows are skipped),
+ *   each of exactly n_features comma-separated fields; a numeric field is empty (a
  *   missing value, NaN) or a plain decimal number ([+-]digits[.digits][e[+-]digits]);
  *   a categorical field is any text (empty is missing);
- * - O, when present, starts with a plain decimal number (the prediction; the rest of
- *   the row is ignored, as the Python path does).
+ * - O, when present, has as many rows, each starting with a plain decimal number (the
+ *   prediction; the rest of the row is ignored, as the Python path does).
  *
  * Numbers are converted exactly as float() converts them (correctly rounded): the
  * decimal significand and power of ten are exact doubles in the common case (at most
@@ -389,13 +390,13 @@ PyDoc_STRVAR(scan_doc,
 "scan(blob, n_lines, kinds, num, cat, pred, times, stride, offset)\n"
 "\n"
 "Read n_lines capture lines (each ending in a newline) of blob in SageMaker's exact\n"
-"layout. kinds holds one byte per feature, 0 numeric and 1 categorical. Line i's\n"
-"values go to row offset+i of column-major arrays with `stride` rows: num (float64,\n"
-"one column per numeric feature), cat (int32 codes, -1 for an empty value, one column\n"
+"layout. kinds holds one byte per feature, 0 numeric and 1 categorical. The lines'\n"
+"CSV rows, in order, go to rows offset, offset+1, ... of column-major arrays with\n"
+"`stride` rows: num (float64, one column per numeric feature), cat (int32 codes, -1 for an empty value, one column\n"
 "per categorical feature), pred (float64, NaN without an output) and times (int32\n"
-"codes). Returns (names per categorical feature, event ids, inference ids or None,\n"
-"time strings), or None, with the arrays partly written, when any line differs from\n"
-"the layout in any way.");
+"codes). Returns (names per categorical feature, event ids per row, inference ids\n"
+"per row or None, time strings), or None, with the arrays partly written, when any\n"
+"line differs from the layout in any way or the rows do not fit.");
 
 static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     Py_buffer blob;
@@ -450,8 +451,8 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     if (table_init(&time_table) < 0) {
         goto done;
     }
-    event_ids = PyList_New(n_lines);
-    inference_ids = PyList_New(n_lines);
+    event_ids = PyList_New(0);
+    inference_ids = PyList_New(0);
     if (event_ids == NULL || inference_ids == NULL) {
         goto done;
     }
@@ -463,8 +464,8 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     int32_t last_time_code = -1;
     /* every line ends in a newline: the number parser's loops rely on it */
     int rejected = blob.len == 0 || end[-1] != '\n';
+    Py_ssize_t r = offset; /* the next row to fill */
     for (Py_ssize_t i = 0; i < n_lines && !rejected; i++) {
-        const Py_ssize_t row = offset + i;
         const char *s, *q;
         /* input: content type, then the CSV payload */
         if (!lit(&p, end, LIT(HEAD)) || (q = string_end(p, end)) == NULL) {
@@ -478,82 +479,136 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         }
         /* the payload: exactly n_features fields, read in one pass up to its closing
          * quote; a field ends at a comma, the last one at the quote */
-        const char *payload = p;
-        Py_ssize_t jn = 0, jc = 0;
-        for (Py_ssize_t j = 0; j < n_features && !rejected; j++) {
-            const char want = (j + 1 < n_features) ? ',' : '"';
-            if (kind[j]) {
-                s = p;
-                while (p < end && FIELD[(unsigned char)*p] == 0) {
-                    p++;
-                }
-                if (p >= end || *p != want) {
-                    rejected = 1;
-                    break;
-                }
-                int32_t code = -1;
-                if (p > s) {
-                    code = intern(&tables[jc], s, p - s);
-                    if (code < 0) {
-                        goto done;
+        /* the payload: rows of exactly n_features fields, read in one pass up to its
+         * closing quote. A field ends at a comma, a row's last one at the quote or at an
+         * escaped newline (\n), which starts the next row; blank rows are skipped, as
+         * the Python paths skip them. */
+        const Py_ssize_t r0 = r;
+        for (;;) {
+            while (p[0] == '\\' && p[1] == 'n') { /* blank rows (the newline ends the blob) */
+                p += 2;
+            }
+            if (*p == '"') {
+                break;
+            }
+            if (r >= stride) { /* more rows than the caller made room for */
+                rejected = 1;
+                break;
+            }
+            Py_ssize_t jn = 0, jc = 0;
+            for (Py_ssize_t j = 0; j < n_features; j++) {
+                const int last = (j + 1 == n_features);
+                if (kind[j]) {
+                    s = p;
+                    while (p < end && FIELD[(unsigned char)*p] == 0) {
+                        p++;
                     }
+                    int32_t code = -1;
+                    if (p > s) {
+                        code = intern(&tables[jc], s, p - s);
+                        if (code < 0) {
+                            goto done;
+                        }
+                    }
+                    cat_out[jc * stride + r] = code;
+                    jc++;
+                } else {
+                    double v = NAN;
+                    if (*p != ',' && *p != '"' && *p != '\\') {
+                        p = parse_number(p, end, &v);
+                        if (p == NULL) {
+                            rejected = 1;
+                            break;
+                        }
+                    }
+                    num_out[jn * stride + r] = v;
+                    jn++;
                 }
-                cat_out[jc * stride + row] = code;
-                jc++;
-            } else {
-                double v = NAN;
-                if (p < end && *p != want) {
-                    p = parse_number(p, end, &v);
-                    if (p == NULL) {
+                /* what ends the field: a comma before the last field; after it, the
+                 * quote (left for the row loop) or an escaped newline */
+                if (!last) {
+                    if (*p != ',') {
                         rejected = 1;
                         break;
                     }
-                }
-                if (p >= end || *p != want) {
+                    p++;
+                } else if (p[0] == '\\' && p[1] == 'n') {
+                    p += 2;
+                } else if (*p != '"') {
                     rejected = 1;
                     break;
                 }
-                num_out[jn * stride + row] = v;
-                jn++;
             }
-            p++; /* past the comma, or the closing quote */
+            if (rejected) {
+                break;
+            }
+            r++;
         }
         if (rejected) {
             break;
         }
-        if (p - 1 == payload) { /* an empty payload has no row (counted by the Python path) */
+        const Py_ssize_t n_rows = r - r0;
+        if (n_rows == 0) { /* an empty payload has no row (counted by the Python path) */
             rejected = 1;
             break;
         }
-        p--; /* back on the closing quote */
         if (!lit(&p, end, LIT(ENC_CSV))) {
             rejected = 1;
             break;
         }
-        /* output, if any: its first field is the prediction */
-        double score = NAN;
+        /* output, if any: the first field of each of its rows is a prediction, one per
+         * input row (a different count is for the Python path to count) */
+        for (Py_ssize_t k = r0; k < r; k++) {
+            pred_out[k] = NAN;
+        }
         if (lit(&p, end, LIT(OUT_HEAD))) {
             if ((q = string_end(p, end)) == NULL) {
                 rejected = 1;
                 break;
             }
             p = q;
-            if (!lit(&p, end, LIT(OUT_MODE)) || (q = string_end(p, end)) == NULL) {
+            if (!lit(&p, end, LIT(OUT_MODE))) {
                 rejected = 1;
                 break;
             }
-            const char *stop = parse_number(p, q, &score);
-            if (stop == NULL || (stop != q && *stop != ',')) {
+            Py_ssize_t k = r0;
+            for (;;) {
+                while (p[0] == '\\' && p[1] == 'n') {
+                    p += 2;
+                }
+                if (*p == '"') {
+                    break;
+                }
+                double score;
+                if (k == r || (p = parse_number(p, end, &score)) == NULL) {
+                    rejected = 1;
+                    break;
+                }
+                if (*p != ',' && *p != '"' && *p != '\\') {
+                    rejected = 1;
+                    break;
+                }
+                pred_out[k++] = score;
+                /* the rest of the row, up to an escaped newline or the quote */
+                while (CLS[(unsigned char)*p] == 0) {
+                    p++;
+                }
+                if (p[0] == '\\' && p[1] == 'n') {
+                    p += 2;
+                } else if (*p != '"') {
+                    rejected = 1;
+                    break;
+                }
+            }
+            if (rejected || k != r) {
                 rejected = 1;
                 break;
             }
-            p = q;
             if (!lit(&p, end, LIT(ENC_CSV))) {
                 rejected = 1;
                 break;
             }
         }
-        pred_out[row] = score;
         /* event metadata */
         if (!lit(&p, end, LIT(META)) || (q = string_end(p, end)) == NULL) {
             rejected = 1;
@@ -563,7 +618,17 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         if (eid == NULL) {
             goto done;
         }
-        PyList_SetItem(event_ids, i, eid); /* steals eid; cannot fail here */
+        /* a row's identity: the event id, and for a request of several rows ":index" */
+        for (Py_ssize_t k = 0; k < n_rows; k++) {
+            PyObject *rid = n_rows == 1 ? Py_NewRef(eid) : PyUnicode_FromFormat("%U:%zd", eid, k);
+            if (rid == NULL || PyList_Append(event_ids, rid) < 0) {
+                Py_XDECREF(rid);
+                Py_DECREF(eid);
+                goto done;
+            }
+            Py_DECREF(rid);
+        }
+        Py_DECREF(eid);
         p = q;
         PyObject *iid = Py_None;
         if (lit(&p, end, LIT(INF_ID))) {
@@ -580,7 +645,13 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
         } else {
             Py_INCREF(iid);
         }
-        PyList_SetItem(inference_ids, i, iid);
+        for (Py_ssize_t k = 0; k < n_rows; k++) {
+            if (PyList_Append(inference_ids, iid) < 0) {
+                Py_DECREF(iid);
+                goto done;
+            }
+        }
+        Py_DECREF(iid);
         if (!lit(&p, end, LIT(INF_TIME)) || (q = string_end(p, end)) == NULL) {
             rejected = 1;
             break;
@@ -596,7 +667,9 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             last_time_len = q - p;
             last_time_code = tcode;
         }
-        time_out[row] = tcode;
+        for (Py_ssize_t k = r0; k < r; k++) {
+            time_out[k] = tcode;
+        }
         p = q;
         if (!lit(&p, end, LIT(TAIL))) {
             rejected = 1;
@@ -631,7 +704,6 @@ done:
         PyMem_Free(tables);
     }
     table_free(&time_table);
-    /* A list a rejected scan left half filled holds NULLs, which its dealloc skips. */
     Py_XDECREF(event_ids);
     Py_XDECREF(inference_ids);
     if (num.held) PyBuffer_Release(&num.buf);
@@ -672,9 +744,31 @@ static PyObject *newlines(PyObject *Py_UNUSED(self), PyObject *arg) {
     return out;
 }
 
+PyDoc_STRVAR(row_breaks_doc,
+"row_breaks(buf) -> int\n"
+"\n"
+"How many escaped newlines (a backslash, then n) buf holds: with the line count, an\n"
+"upper bound on the CSV rows the lines' payloads hold.");
+
+static PyObject *row_breaks(PyObject *Py_UNUSED(self), PyObject *arg) {
+    Py_buffer b;
+    if (PyObject_GetBuffer(arg, &b, PyBUF_SIMPLE) < 0) {
+        return NULL;
+    }
+    const char *start = (const char *)b.buf;
+    const char *end = start + b.len;
+    Py_ssize_t n = 0;
+    for (const char *p = start; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
+        n += (p + 1 < end && p[1] == 'n');
+    }
+    PyBuffer_Release(&b);
+    return PyLong_FromSsize_t(n);
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, scan_doc},
     {"newlines", newlines, METH_O, newlines_doc},
+    {"row_breaks", row_breaks, METH_O, row_breaks_doc},
     {NULL, NULL, 0, NULL},
 };
 

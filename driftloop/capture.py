@@ -12,8 +12,9 @@ payloads, odd rows) takes a careful per-record path that yields the same result.
 Two optional accelerators sit in front of those paths (`read_capture(engine=...)`:
 "auto", "numpy", "arrow" or "native"). Where the package was installed with a C
 compiler, the compiled scanner driftloop._scan (driftloop/_scan.c) reads a piece of
-lines in SageMaker's exact layout with one-row CSV payloads in a single pass, straight
-into column arrays: no JSON parser, no per-value Python object but the category names.
+lines in SageMaker's exact layout with CSV payloads (one row or many) in a single pass,
+straight into column arrays: no JSON parser, no per-value Python object but the category
+names.
 When pyarrow is importable (the CLI's install; not the Lambda bundle, which stays
 small), blocks of well-formed CSV payload rows are parsed by pyarrow's CSV reader on one
 thread. Each only ever takes input it reads exactly as the numpy path would (numbers
@@ -595,7 +596,9 @@ class _ChunkParser:
         if self.native is None:
             return self._parse_general(pieces, first_lineno)
         native = self.native
-        out = native.start(sum(len(nl) for _, nl in pieces))
+        # rows: one per line, plus one per escaped newline (a multi-row payload's)
+        rows = sum(len(nl) + _scan.row_breaks(piece) for piece, nl in pieces)
+        out = native.start(rows)
         parts: list[FeatureBatch | tuple[int, int] | None] = []  # batches, native row ranges
         run: list[_Piece] = []  # for the Python paths
         run_lineno = lineno = first_lineno
@@ -1759,13 +1762,14 @@ class _LineOrderedLog(MalformedLog):
 class _NativeOut:
     """The arrays one chunk's natively scanned pieces are written into, column-major."""
 
-    def __init__(self, n_lines: int, n_num: int, n_cat: int) -> None:
-        self.num = np.empty((n_num, n_lines), dtype=np.float64)
-        self.codes = np.empty((n_cat, n_lines), dtype=np.int32)
-        self.cats = np.empty((n_cat, n_lines), dtype=object)
-        self.pred = np.empty(n_lines, dtype=np.float64)
-        self.time_codes = np.empty(n_lines, dtype=np.int32)
-        self.seconds = np.empty(n_lines, dtype=np.int64)
+    def __init__(self, capacity: int, n_num: int, n_cat: int) -> None:
+        self.capacity = capacity  # rows
+        self.num = np.empty((n_num, capacity), dtype=np.float64)
+        self.codes = np.empty((n_cat, capacity), dtype=np.int32)
+        self.cats = np.empty((n_cat, capacity), dtype=object)
+        self.pred = np.empty(capacity, dtype=np.float64)
+        self.time_codes = np.empty(capacity, dtype=np.int32)
+        self.seconds = np.empty(capacity, dtype=np.int64)
         self.event_ids: list[str] = []
         self.inference_ids: list[str | None] = []
         self.rows = 0
@@ -1811,10 +1815,10 @@ class _NativeOut:
 class _NativeScan:
     """Pieces read by the compiled scanner, driftloop._scan (see driftloop/_scan.c).
 
-    It accepts a piece only if every line is in SageMaker's exact layout with one CSV
-    row per request and values it reads exactly as the Python paths do (plain decimal
-    numbers, printable ASCII); otherwise it declines and the Python paths read the
-    piece, and count whatever is malformed in it.
+    It accepts a piece only if every line is in SageMaker's exact layout with CSV rows
+    (one or more per request, as many predictions) and values it reads exactly as the
+    Python paths do (plain decimal numbers, printable ASCII); otherwise it declines and
+    the Python paths read the piece, and count whatever is malformed in it.
     """
 
     def __init__(self, schema: Schema) -> None:
@@ -1823,8 +1827,9 @@ class _NativeScan:
         self.num_features = [f for f in self.features if not schema.is_categorical(f)]
         self.cat_features = [f for f in self.features if schema.is_categorical(f)]
 
-    def start(self, n_lines: int) -> _NativeOut:
-        out = _NativeOut(n_lines, len(self.num_features), len(self.cat_features))
+    def start(self, capacity: int) -> _NativeOut:
+        """The arrays for a chunk of at most `capacity` rows."""
+        out = _NativeOut(capacity, len(self.num_features), len(self.cat_features))
         cols = {f: out.num[j] for j, f in enumerate(self.num_features)}
         cols.update({f: out.cats[k] for k, f in enumerate(self.cat_features)})
         out.columns = {f: cols[f] for f in self.features}
@@ -1838,10 +1843,11 @@ class _NativeScan:
         out: _NativeOut,
         seconds: Callable[[list[str]], np.ndarray],
     ) -> bool:
-        """Read the n lines of piece into out's next n rows; False (nothing kept) if declined."""
+        """Read the rows of the n lines of piece into out's next rows; False (nothing
+        kept) if declined."""
         a = out.rows
         got = _scan.scan(
-            piece, n, self.kinds, out.num, out.codes, out.pred, out.time_codes, out.num.shape[1], a
+            piece, n, self.kinds, out.num, out.codes, out.pred, out.time_codes, out.capacity, a
         )
         if got is None:
             return False
@@ -1849,12 +1855,12 @@ class _NativeScan:
         sec = seconds(times)
         if (sec == NAT_SECONDS).any():
             return False  # the Python paths count the bad times
-        b = a + n
+        b = a + len(event_ids)
         out.seconds[a:b] = sec[out.time_codes[a:b]]
         for k, words in enumerate(names):
             out.recode(k, words, a, b)
         out.event_ids += event_ids
-        out.inference_ids += inference_ids if inference_ids is not None else [None] * n
+        out.inference_ids += inference_ids if inference_ids is not None else [None] * (b - a)
         out.rows = b
         return True
 

@@ -543,3 +543,56 @@ def test_native_many_distinct_categories_and_times(native_calls: list[bool]) -> 
     assert native_calls and all(native_calls) and log.total == 0 and batch is not None
     assert batch.columns["k0"].tolist()[4998:] == ["v4998", "v4999"]
     assert str(batch.inference_times[4999]) == "2026-11-01T10:04:00"
+
+
+def test_native_reads_multi_row_requests(native_calls: list[bool]) -> None:
+    # Given exact-layout requests of several CSV rows each (escaped newlines in the
+    # line), with blank rows, a trailing newline, missing values and one-row requests
+    reqs = [
+        ("1,2,3,a,4,b\n5,6,7,c,8,d", "0.1\n0.2", "m1", "i-1"),
+        ("\n9,9,9,e,9,f\n\n1.5,,2,,3,g\n", "0.3,1\n\n0.4,0\n", "m2", None),
+        ("7,7,7,h,7,i", "0.9", "one", "i-3"),
+    ]
+    blob = b"".join(
+        record(d, o, event_id=e, inference_id=i, when=T0 + timedelta(seconds=k))
+        for k, (d, o, e, i) in enumerate(reqs)
+    )
+    # When every engine reads them, Then they agree, and the scanner took the piece
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls == [True] and log.total == 0 and batch is not None
+    # and each row has its request's identity, time and its own prediction
+    assert batch.event_ids == ["m1:0", "m1:1", "m2:0", "m2:1", "one"]
+    assert batch.inference_ids == ["i-1", "i-1", None, None, "i-3"]
+    assert batch.predictions is not None
+    assert batch.predictions.tolist() == [0.1, 0.2, 0.3, 0.4, 0.9]
+    assert batch.columns["n0"].tolist() == [1.0, 5.0, 9.0, 1.5, 7.0]
+    assert batch.columns["k0"].tolist() == ["a", "c", "e", None, "h"]
+    assert [str(t) for t in batch.inference_times][2:4] == ["2026-11-01T10:15:50"] * 2
+
+
+@pytest.mark.parametrize(
+    ("data", "output"),
+    [
+        ("1,2,3,a,4,b\n5,6,7,c,8,d", "0.1"),  # fewer predictions than rows
+        ("1,2,3,a,4,b", "0.1\n0.2"),  # more predictions than rows
+        ("1,2,3,a,4,b\n5,6,7,c,8", "0.1\n0.2"),  # a short row
+        ("1,2,3,a,4,b\r\n5,6,7,c,8,d", "0.1\n0.2"),  # CRLF: the csv module's business
+        ("\n\n", "0.1"),  # rows that are all blank
+        ('1,2,3,"a",4,b', "0.1"),  # a quoted field
+    ],
+)
+def test_native_declines_requests_the_python_paths_must_judge(
+    data: str, output: str, native_calls: list[bool]
+) -> None:
+    # Given such a request between two good ones
+    blob = GOOD_WIDE + record(data, output, event_id="odd") + GOOD_WIDE
+    # When every engine reads it, Then they agree, and the scanner declined the piece
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    read(blob, "native", WIDE)
+    assert native_calls == [False]
+
+
+GOOD_WIDE = exact_lines(["1,2,3,a,4,b"])

@@ -95,3 +95,22 @@ def test_wrong_line_counts_and_sizes() -> None:
 def test_newlines() -> None:
     assert np.frombuffer(_scan.newlines(b"a\nbc\n\n"), dtype=np.int64).tolist() == [1, 4, 5]
     assert _scan.newlines(b"") == bytearray()
+
+
+def test_rows_beyond_the_arrays_are_declined() -> None:
+    # Given one request of three rows, and arrays with room for one row per line only
+    line = encode_capture_record(
+        input_data=b"1,2,a,3\n4,5,b,6\n7,8,c,9",
+        input_content_type="text/csv",
+        output_data=b"0.1\n0.2\n0.3",
+        output_content_type="text/csv",
+        event_id="m",
+        inference_time=T0,
+    )
+    # Then the scanner declines rather than write past them; with room, it reads them
+    assert _scan.row_breaks(line) == 4  # two in the input, two in the output
+    assert scan(line, rows=1)[0] is None
+    assert scan(line, rows=2)[0] is None
+    got, num, cat, pred, _ = scan(line, rows=3)
+    assert got[1] == ["m:0", "m:1", "m:2"] and pred.tolist() == [0.1, 0.2, 0.3]
+    assert num[0].tolist() == [1.0, 4.0, 7.0] and cat[0].tolist() == [0, 1, 2]
