@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -596,3 +597,117 @@ def test_native_declines_requests_the_python_paths_must_judge(
 
 
 GOOD_WIDE = exact_lines(["1,2,3,a,4,b"])
+
+
+# --------------------------------------------------------------------------- JSON requests
+
+json_value = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**63), 2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "a", "b c", "1.5", " 2 ", "nan", "x"]),
+    st.lists(st.integers(0, 3), max_size=2),
+)
+
+
+def _json_request(shape: str, rows: list[list[Any]]) -> Any:
+    names = list(WIDE.features)
+    if shape == "instances":
+        return {"instances": rows}
+    if shape == "features":
+        return {"features": rows}
+    if shape == "lists":
+        return rows
+    if shape == "flat":
+        return rows[0]
+    if shape == "objects":
+        return [dict(zip(names, r, strict=False)) for r in rows]
+    return dict(zip(names, rows[0], strict=False))  # one object keyed by feature name
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    requests=st.lists(
+        st.tuples(
+            st.sampled_from(["instances", "features", "lists", "flat", "objects", "object"]),
+            st.lists(st.lists(json_value, min_size=5, max_size=7), min_size=1, max_size=3),
+            st.sampled_from(["predictions", "list", "number", "none", "bad", "short"]),
+        ),
+        min_size=2,
+        max_size=6,
+    ),
+    typed=st.booleans(),
+)
+def test_json_requests_read_together_as_one_by_one(
+    requests: list[tuple[str, list[list[Any]], str]], typed: bool
+) -> None:
+    # Given JSON requests of every shape the reader knows, with values of every JSON type
+    # (or, half the time, values of the column's own type), and outputs good and bad
+    lines = []
+    for i, (shape, rows, out_shape) in enumerate(requests):
+        if typed:
+            rows = [[1.5, 2, None, "k", -3e5, "" if j else None] for j, _ in enumerate(rows)]
+        if shape in ("flat", "object"):
+            rows = rows[:1]
+        n = len(rows)
+        output = {
+            "predictions": {"predictions": [0.25] * n},
+            "list": [0.5] * n,
+            "number": 0.75,
+            "none": None,
+            "bad": {"nothing": 1},
+            "short": {"predictions": [0.1] * (n + 1)},
+        }[out_shape]
+        lines.append(
+            encode_capture_record(
+                input_data=orjson.dumps(_json_request(shape, rows)),
+                input_content_type="application/json",
+                output_data=None if output is None else orjson.dumps(output),
+                output_content_type="application/json",
+                event_id=f"j{i}",
+                inference_time=T0 + timedelta(seconds=i),
+            )
+        )
+    blob = b"".join(lines)
+    # When it is read with the JSON requests taken together, and one by one
+    together, log_together = read(blob, "numpy", WIDE)
+    original = capture_module._ChunkParser._json_requests
+    try:
+        capture_module._ChunkParser._json_requests = lambda self, slow, rows, scores: slow
+        alone, log_alone = read(blob, "numpy", WIDE)
+    finally:
+        capture_module._ChunkParser._json_requests = original
+    # Then rows, predictions, identities, counts and examples are the same
+    assert_same(together, alone)
+    assert log_together.by_reason == log_alone.by_reason
+    assert log_together.examples == log_alone.examples
+
+
+def test_json_requests_take_the_batch_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given well-typed JSON requests
+    rows = [[1.5, 2, None, "k", -3e5, ""], [0.5, 1, 3, None, 1e-3, "z"]]
+    blob = b"".join(
+        record(orjson.dumps({"instances": rows}).decode(), '{"predictions": [0.1, 0.2]}',
+               event_id=f"j{i}", content_type="application/json",
+               output_type="application/json")
+        for i in range(3)
+    )  # fmt: skip
+    columns_calls: list[bool] = []
+    original = capture_module._ChunkParser._json_columns
+
+    def spy(self: Any, all_rows: Any) -> Any:
+        out = original(self, all_rows)
+        columns_calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(capture_module._ChunkParser, "_json_columns", spy)
+    # When they are read
+    batch, log = read(blob, "auto", WIDE)
+    # Then they were converted column by column, and read right
+    assert columns_calls == [True] and log.total == 0 and batch is not None
+    assert batch.columns["n1"].tolist() == [2.0, 1.0] * 3
+    assert batch.columns["k0"].tolist() == ["k", None] * 3
+    assert batch.columns["k1"].tolist() == [None, "z"] * 3
+    assert batch.predictions is not None and batch.predictions.tolist() == [0.1, 0.2] * 3
+    assert batch.event_ids == ["j0:0", "j0:1", "j1:0", "j1:1", "j2:0", "j2:1"]
