@@ -48,6 +48,7 @@
 static const char HEAD[] = "{\"captureData\":{\"endpointInput\":{\"observedContentType\":\"";
 static const char IN_MODE[] = "\",\"mode\":\"INPUT\",\"data\":\"";
 static const char ENC_CSV[] = "\",\"encoding\":\"CSV\"}";
+static const char ENC_JSON[] = "\",\"encoding\":\"JSON\"}";
 static const char OUT_HEAD[] = ",\"endpointOutput\":{\"observedContentType\":\"";
 static const char OUT_MODE[] = "\",\"mode\":\"OUTPUT\",\"data\":\"";
 static const char META[] = "},\"eventMetadata\":{\"eventId\":\"";
@@ -366,6 +367,308 @@ static inline int32_t intern(Table *t, const char *s, Py_ssize_t n) {
     return code;
 }
 
+/* ------------------------------------------------------------------ JSON payloads */
+
+/* A JSON payload sits in the line as a string: its quotes are escaped (\") and its
+ * line breaks are escapes (\n). What is read here, as driftloop.capture's _json_rows
+ * and _json_scores read it, and nothing else (the Python paths take the rest):
+ *   input   {"instances": ROWS} or {"features": ROWS} (the only key), or ROWS, where
+ *           ROWS is [[v, ...], ...] or one flat row [v, ...]; a row has n_features
+ *           values: numbers, true/false and null in numeric columns, strings and null
+ *           in categorical ones;
+ *   output  {"predictions"|"scores"|"score"|"outputs": [number, ...] or number} or
+ *           [number, ...], one number per input row.
+ * Spaces and the escapes \n \r \t count as JSON whitespace. Numbers follow JSON's
+ * grammar (orjson refuses the rest) and convert as orjson + float() do: correctly
+ * rounded, an integer zero is +0.0, and a number too large for a double is refused. */
+
+typedef struct {
+    const unsigned char *kind;
+    Py_ssize_t n_features;
+    double *num_out;
+    int32_t *cat_out;
+    Table *tables;
+    Py_ssize_t stride;
+} Cols;
+
+static inline const char *json_ws(const char *p) {
+    for (;;) {
+        if (*p == ' ') {
+            p++;
+        } else if (p[0] == '\\' && (p[1] == 'n' || p[1] == 'r' || p[1] == 't')) {
+            p += 2;
+        } else {
+            return p;
+        }
+    }
+}
+
+static inline int is_digit(char c) { return (unsigned)(c - '0') < 10; }
+
+/* Whether p starts with text. Compares byte by byte and stops at the first difference,
+ * so it never reads past the newline that ends the blob (text holds none). */
+static inline int starts(const char *p, const char *text) {
+    for (; *text; p++, text++) {
+        if (*p != *text) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* A JSON number at p into *out; where it ends, or NULL if it is not one. */
+static const char *json_number(const char *p, double *out) {
+    const char *s = p;
+    int integer = 1;
+    if (*p == '-') {
+        p++;
+    }
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (is_digit(*p)) {
+            p++;
+        }
+    } else {
+        return NULL;
+    }
+    if (*p == '.') {
+        integer = 0;
+        if (!is_digit(*++p)) {
+            return NULL;
+        }
+        while (is_digit(*p)) {
+            p++;
+        }
+    }
+    if (*p == 'e' || *p == 'E') {
+        integer = 0;
+        p++;
+        if (*p == '+' || *p == '-') {
+            p++;
+        }
+        if (!is_digit(*p)) {
+            return NULL;
+        }
+        while (is_digit(*p)) {
+            p++;
+        }
+    }
+    double v;
+    if (parse_number(s, p, &v) != p || isinf(v)) {
+        return NULL;
+    }
+    *out = (integer && v == 0.0) ? 0.0 : v; /* an int has no sign of zero */
+    return p;
+}
+
+/* An escaped JSON string \"...\" at p with no escape inside: its text in [*s, *e). */
+static inline const char *json_string(const char *p, const char **s, const char **e) {
+    if (p[0] != '\\' || p[1] != '"') {
+        return NULL;
+    }
+    p += 2;
+    *s = p;
+    while (FIELD[(unsigned char)*p] == 0 || *p == ',') {
+        p++;
+    }
+    if (p[0] != '\\' || p[1] != '"') {
+        return NULL;
+    }
+    *e = p;
+    return p + 2;
+}
+
+/* One row [v, ...] at *pp into row r. 1 read, 0 declined, -1 Python error. */
+static int json_row(const Cols *c, const char **pp, Py_ssize_t r) {
+    const char *p = *pp;
+    if (*p != '[') {
+        return 0;
+    }
+    p = json_ws(p + 1);
+    Py_ssize_t jn = 0, jc = 0;
+    for (Py_ssize_t j = 0; j < c->n_features; j++) {
+        if (j > 0) {
+            if (*p != ',') {
+                return 0;
+            }
+            p = json_ws(p + 1);
+        }
+        const int is_null = starts(p, "null");
+        if (c->kind[j]) {
+            int32_t code = -1;
+            if (is_null) {
+                p += 4;
+            } else {
+                const char *s, *e;
+                if ((p = json_string(p, &s, &e)) == NULL) {
+                    return 0;
+                }
+                if (e > s && (code = intern(&c->tables[jc], s, e - s)) < 0) {
+                    return -1;
+                }
+            }
+            c->cat_out[jc++ * c->stride + r] = code;
+        } else {
+            double v = NAN;
+            if (is_null) {
+                p += 4;
+            } else if (starts(p, "true")) {
+                v = 1.0;
+                p += 4;
+            } else if (starts(p, "false")) {
+                v = 0.0;
+                p += 5;
+            } else if ((p = json_number(p, &v)) == NULL) {
+                return 0;
+            }
+            c->num_out[jn++ * c->stride + r] = v;
+        }
+        p = json_ws(p);
+    }
+    if (*p != ']') {
+        return 0;
+    }
+    *pp = p + 1;
+    return 1;
+}
+
+/* ROWS at *pp: [[...], ...] or one flat row; rows from *r on (advanced). */
+static int json_row_list(const Cols *c, const char **pp, Py_ssize_t *r) {
+    const char *p = *pp;
+    if (*p != '[') {
+        return 0;
+    }
+    const char *q = json_ws(p + 1);
+    if (*q != '[') { /* one flat row */
+        if (*r >= c->stride) {
+            return 0;
+        }
+        int rc = json_row(c, &p, *r);
+        if (rc == 1) {
+            (*r)++;
+            *pp = p;
+        }
+        return rc;
+    }
+    p = q;
+    for (;;) {
+        if (*r >= c->stride) {
+            return 0;
+        }
+        int rc = json_row(c, &p, *r);
+        if (rc != 1) {
+            return rc;
+        }
+        (*r)++;
+        p = json_ws(p);
+        if (*p == ']') {
+            *pp = p + 1;
+            return 1;
+        }
+        if (*p != ',') {
+            return 0;
+        }
+        p = json_ws(p + 1);
+    }
+}
+
+/* The escaped key \"key\" at p: where its value's separator is, or NULL. */
+static inline const char *json_key(const char *p, const char *key, size_t n) {
+    if (!starts(p, "\\\"") || !starts(p + 2, key) || !starts(p + 2 + n, "\\\"")) {
+        return NULL;
+    }
+    return json_ws(p + 4 + n);
+}
+
+/* A JSON request at *pp, up to the string's closing quote. 1/0/-1 as json_row. */
+static int json_input(const Cols *c, const char **pp, Py_ssize_t *r) {
+    const char *p = json_ws(*pp);
+    int rc;
+    if (*p == '{') {
+        const char *q = json_ws(p + 1);
+        const char *v = json_key(q, "instances", 9);
+        if (v == NULL) {
+            v = json_key(q, "features", 8);
+        }
+        if (v == NULL || *v != ':') {
+            return 0;
+        }
+        p = json_ws(v + 1);
+        if ((rc = json_row_list(c, &p, r)) != 1) {
+            return rc;
+        }
+        p = json_ws(p);
+        if (*p != '}') {
+            return 0;
+        }
+        p++;
+    } else if ((rc = json_row_list(c, &p, r)) != 1) {
+        return rc;
+    }
+    p = json_ws(p);
+    if (*p != '"') {
+        return 0;
+    }
+    *pp = p;
+    return 1;
+}
+
+/* A JSON output at *pp: one prediction per row r0..r-1. 1 read, 0 declined. */
+static int json_output(const char **pp, double *pred_out, Py_ssize_t r0, Py_ssize_t r) {
+    const char *p = json_ws(*pp);
+    int in_dict = 0;
+    if (*p == '{') {
+        static const char *const keys[] = {"predictions", "scores", "score", "outputs"};
+        const char *q = json_ws(p + 1), *v = NULL;
+        for (size_t i = 0; i < 4 && v == NULL; i++) {
+            v = json_key(q, keys[i], strlen(keys[i]));
+        }
+        if (v == NULL || *v != ':') {
+            return 0;
+        }
+        p = json_ws(v + 1);
+        in_dict = 1;
+    }
+    Py_ssize_t k = r0;
+    if (*p == '[') {
+        p = json_ws(p + 1);
+        while (*p != ']') {
+            if (k > r0) {
+                if (*p != ',') {
+                    return 0;
+                }
+                p = json_ws(p + 1);
+            }
+            if (k == r || (p = json_number(p, &pred_out[k])) == NULL) {
+                return 0;
+            }
+            k++;
+            p = json_ws(p);
+        }
+        p++;
+    } else if (in_dict) { /* {"score": 0.5}: one prediction */
+        if (k == r || (p = json_number(p, &pred_out[k])) == NULL) {
+            return 0;
+        }
+        k++;
+    } else {
+        return 0;
+    }
+    p = json_ws(p);
+    if (in_dict) {
+        if (*p != '}') {
+            return 0;
+        }
+        p = json_ws(p + 1);
+    }
+    if (*p != '"' || k != r) {
+        return 0;
+    }
+    *pp = p;
+    return 1;
+}
+
 /* ------------------------------------------------------------------ the scan */
 
 typedef struct {
@@ -435,6 +738,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
     }
     double *num_out = (double *)num.buf.buf;
     int32_t *cat_out = (int32_t *)cat.buf.buf;
+    Cols cols = {kind, n_features, num_out, cat_out, NULL, stride};
     double *pred_out = (double *)pred.buf.buf;
     int32_t *time_out = (int32_t *)times.buf.buf;
 
@@ -448,6 +752,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             goto done;
         }
     }
+    cols.tables = tables;
     if (table_init(&time_table) < 0) {
         goto done;
     }
@@ -477,14 +782,19 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             rejected = 1;
             break;
         }
-        /* the payload: exactly n_features fields, read in one pass up to its closing
-         * quote; a field ends at a comma, the last one at the quote */
         /* the payload: rows of exactly n_features fields, read in one pass up to its
          * closing quote. A field ends at a comma, a row's last one at the quote or at an
          * escaped newline (\n), which starts the next row; blank rows are skipped, as
          * the Python paths skip them. */
         const Py_ssize_t r0 = r;
-        for (;;) {
+        const int json_in = (*p == '{' || *p == '[');
+        if (json_in) {
+            int rc = json_input(&cols, &p, &r);
+            if (rc < 0) {
+                goto done;
+            }
+            rejected = (rc == 0);
+        } else for (;;) {
             while (p[0] == '\\' && p[1] == 'n') { /* blank rows (the newline ends the blob) */
                 p += 2;
             }
@@ -552,12 +862,12 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             rejected = 1;
             break;
         }
-        if (!lit(&p, end, LIT(ENC_CSV))) {
+        if (json_in ? !lit(&p, end, LIT(ENC_JSON)) : !lit(&p, end, LIT(ENC_CSV))) {
             rejected = 1;
             break;
         }
-        /* output, if any: the first field of each of its rows is a prediction, one per
-         * input row (a different count is for the Python path to count) */
+        /* output, if any: one prediction per input row (a different count is for the
+         * Python path to count); in CSV, the first field of each of its rows */
         for (Py_ssize_t k = r0; k < r; k++) {
             pred_out[k] = NAN;
         }
@@ -570,6 +880,13 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
             if (!lit(&p, end, LIT(OUT_MODE))) {
                 rejected = 1;
                 break;
+            }
+            if (*p == '{' || *p == '[') {
+                if (!json_output(&p, pred_out, r0, r) || !lit(&p, end, LIT(ENC_JSON))) {
+                    rejected = 1;
+                    break;
+                }
+                goto metadata;
             }
             Py_ssize_t k = r0;
             for (;;) {
@@ -609,6 +926,7 @@ static PyObject *scan(PyObject *Py_UNUSED(self), PyObject *args) {
                 break;
             }
         }
+    metadata:
         /* event metadata */
         if (!lit(&p, end, LIT(META)) || (q = string_end(p, end)) == NULL) {
             rejected = 1;
@@ -747,8 +1065,9 @@ static PyObject *newlines(PyObject *Py_UNUSED(self), PyObject *arg) {
 PyDoc_STRVAR(row_breaks_doc,
 "row_breaks(buf) -> int\n"
 "\n"
-"How many escaped newlines (a backslash, then n) buf holds: with the line count, an\n"
-"upper bound on the CSV rows the lines' payloads hold.");
+"How many escaped newlines (a backslash, then n) and opening brackets buf holds:\n"
+"with the line count, an upper bound on the rows the lines' payloads hold (CSV rows\n"
+"after the first are each after an escaped newline; a JSON row opens with a bracket).");
 
 static PyObject *row_breaks(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_buffer b;
@@ -760,6 +1079,9 @@ static PyObject *row_breaks(PyObject *Py_UNUSED(self), PyObject *arg) {
     Py_ssize_t n = 0;
     for (const char *p = start; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
         n += (p + 1 < end && p[1] == 'n');
+    }
+    for (const char *p = start; (p = memchr(p, '[', (size_t)(end - p))) != NULL; p++) {
+        n++;
     }
     PyBuffer_Release(&b);
     return PyLong_FromSsize_t(n);

@@ -616,7 +616,8 @@ class _ChunkParser:
         if self.native is None:
             return self._parse_general(pieces, first_lineno)
         native = self.native
-        # rows: one per line, plus one per escaped newline (a multi-row payload's)
+        # rows: at most one per line plus one per escaped newline (a CSV row break) and
+        # per opening bracket (a JSON row)
         rows = sum(len(nl) + _scan.row_breaks(piece) for piece, nl in pieces)
         out = native.start(rows)
         parts: list[FeatureBatch | tuple[int, int] | None] = []  # batches, native row ranges

@@ -606,7 +606,8 @@ json_value = st.one_of(
     st.booleans(),
     st.integers(-(2**63), 2**64 - 1),
     st.floats(allow_nan=False, allow_infinity=False),
-    st.sampled_from(["", "a", "b c", "1.5", " 2 ", "nan", "x"]),
+    st.sampled_from(["", "a", "b c", "1.5", " 2 ", "nan", "x", "a,b", "é"]),
+    st.sampled_from([0, -0.0, 0.0, 1e300, -1e-300, 5e-324, 2**64 - 1, -(2**63)]),
     st.lists(st.integers(0, 3), max_size=2),
 )
 
@@ -682,6 +683,8 @@ def test_json_requests_read_together_as_one_by_one(
     assert_same(together, alone)
     assert log_together.by_reason == log_alone.by_reason
     assert log_together.examples == log_alone.examples
+    # and the compiled scanner, which reads such requests itself, agrees with both
+    assert_engines_agree(blob, WIDE)
 
 
 def test_json_requests_take_the_batch_path(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -702,8 +705,8 @@ def test_json_requests_take_the_batch_path(monkeypatch: pytest.MonkeyPatch) -> N
         return out
 
     monkeypatch.setattr(capture_module._ChunkParser, "_json_columns", spy)
-    # When they are read
-    batch, log = read(blob, "auto", WIDE)
+    # When they are read by the Python paths (the compiled scanner would take them first)
+    batch, log = read(blob, "numpy", WIDE)
     # Then they were converted column by column, and read right
     assert columns_calls == [True] and log.total == 0 and batch is not None
     assert batch.columns["n1"].tolist() == [2.0, 1.0] * 3
@@ -711,3 +714,87 @@ def test_json_requests_take_the_batch_path(monkeypatch: pytest.MonkeyPatch) -> N
     assert batch.columns["k1"].tolist() == [None, "z"] * 3
     assert batch.predictions is not None and batch.predictions.tolist() == [0.1, 0.2] * 3
     assert batch.event_ids == ["j0:0", "j0:1", "j1:0", "j1:1", "j2:0", "j2:1"]
+
+
+def test_native_reads_json_requests(native_calls: list[bool]) -> None:
+    # Given JSON requests in the shapes the scanner reads, with whitespace (escaped
+    # newlines too), every value type a column takes, and each output shape
+    bodies = [
+        ('{"instances": [[1, -0, 2.5e3, "a", null, "b c"], [true, false, -1E-2, "", 7, "x,y"]]}',
+         '{"predictions": [0.1, 0.2]}'),
+        ('{ "features" :[ [ 3 , 4 , 5 , "k" , 6 , "z" ] ] }', '{"scores": [1]}'),
+        ('[[12345678901234567890123, 0.1, -0.0, "q", 1e-400, "r"]]', '[0.3]'),
+        ('[9, 8, 7, "flat", 6, "row"]', '{"score": 0.25}'),
+        ('{"instances":\n [[1,2,3,"a",4,"b"],\n  [5,6,7,"c",8,"d"]]\n}', '{"outputs": [0.5, 0.6]}'),
+    ]  # fmt: skip
+    blob = b"".join(
+        record(orjson.loads(f'"{i}"') if "\\n" in i else i, o, event_id=f"j{k}",
+               content_type="application/json", output_type="application/json",
+               when=T0 + timedelta(seconds=k))
+        for k, (i, o) in enumerate(bodies)
+    )  # fmt: skip
+    # When every engine reads them, Then they agree, and the scanner read the piece
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls == [True] and log.total == 0 and batch is not None
+    # and the values are JSON's, as orjson and float() give them
+    assert batch.columns["n0"].tolist() == [1.0, 1.0, 3.0, 1.2345678901234568e22, 9.0, 1.0, 5.0]
+    n1 = batch.columns["n1"]
+    assert n1.tolist() == [0.0, 0.0, 4.0, 0.1, 8.0, 2.0, 6.0]
+    assert not np.signbit(n1[0])  # -0 is the integer zero
+    assert np.signbit(batch.columns["n2"][3])  # -0.0 is a float
+    assert batch.columns["k0"].tolist() == ["a", None, "k", "q", "flat", "a", "c"]
+    assert batch.columns["k1"].tolist() == ["b c", "x,y", "z", "r", "row", "b", "d"]
+    assert batch.predictions is not None
+    assert batch.predictions.tolist() == [0.1, 0.2, 1.0, 0.3, 0.25, 0.5, 0.6]
+    assert batch.event_ids == ["j0:0", "j0:1", "j1", "j2", "j3", "j4:0", "j4:1"]
+
+
+@pytest.mark.parametrize(
+    ("body", "output"),
+    [
+        ('{"instances": [[1, 2, 3, "a", 4]]}', "[0.1]"),  # a short row
+        ('{"instances": [[1, 2, "3", "a", 4, "b"]]}', "[0.1]"),  # a string in a numeric column
+        ('{"instances": [[1, 2, 3, 5, 4, "b"]]}', "[0.1]"),  # a number in a categorical one
+        ('{"instances": [[01, 2, 3, "a", 4, "b"]]}', "[0.1]"),  # not JSON
+        ('{"instances": [[1e999, 2, 3, "a", 4, "b"]]}', "[0.1]"),  # infinity
+        ('{"instances": [[1, 2, 3, "a", 4, "b"]], "extra": 1}', "[0.1]"),  # another key
+        ('[{"n0": 1}]', "[0.1]"),  # rows as objects
+        ('{"instances": []}', "[]"),  # no rows
+        ('{"instances": [[1, 2, 3, "a\\"b", 4, "b"]]}', "[0.1]"),  # an escape in a string
+        ('{"instances": [[1, 2, 3, "a", 4, "b"]]}', "[0.1, 0.2]"),  # two predictions
+        ('{"instances": [[1, 2, 3, "a", 4, "b"]]}', '{"predictions": [true]}'),
+    ],
+)
+def test_native_declines_json_the_python_paths_must_judge(
+    body: str, output: str, native_calls: list[bool]
+) -> None:
+    # Given such a request between two good ones
+    good = record('{"instances": [[1, 2, 3, "a", 4, "b"]]}', "[0.5]",
+                  content_type="application/json", output_type="application/json")  # fmt: skip
+    odd = record(body, output, event_id="odd", content_type="application/json",
+                 output_type="application/json")  # fmt: skip
+    blob = good + odd + good
+    # When every engine reads it, Then they agree, and the scanner declined the piece
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    read(blob, "native", WIDE)
+    assert native_calls == [False]
+
+
+def test_native_reads_json_requests_of_many_rows(native_calls: list[bool]) -> None:
+    # Given JSON requests of four rows each (no escaped newline anywhere: the rows are
+    # counted by their brackets when the arrays are sized)
+    rows = [[i, i, i, "a", i, "b"] for i in range(4)]
+    blob = b"".join(
+        record(orjson.dumps({"instances": rows}).decode(), '{"predictions": [0.5, 0.5, 0.5, 0.5]}',
+               event_id=f"m{k}", content_type="application/json", output_type="application/json")
+        for k in range(3)
+    )  # fmt: skip
+    # When every engine reads them, Then they agree and the scanner read all twelve rows
+    assert_engines_agree(blob, WIDE)
+    native_calls.clear()
+    batch, log = read(blob, "native", WIDE)
+    assert native_calls == [True] and log.total == 0 and batch is not None
+    assert batch.n_rows == 12 and batch.event_ids is not None and batch.event_ids[-1] == "m2:3"

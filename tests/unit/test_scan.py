@@ -109,6 +109,7 @@ def test_rows_beyond_the_arrays_are_declined() -> None:
     )
     # Then the scanner declines rather than write past them; with room, it reads them
     assert _scan.row_breaks(line) == 4  # two in the input, two in the output
+    assert _scan.row_breaks(b'[[1],[2]] \\n x') == 4  # three brackets, one escaped newline
     assert scan(line, rows=1)[0] is None
     assert scan(line, rows=2)[0] is None
     got, num, cat, pred, _ = scan(line, rows=3)
