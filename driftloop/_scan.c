@@ -1,28 +1,30 @@
 /*
  * driftloop._scan: one pass over capture lines in SageMaker's exact layout.
  *
- * The optional compiled half of driftloop.capture's reader (see `_NativeScanner` there).
+ * The optional compiled half of driftloop.capture's reader (see `_NativeScan` there).
  * `scan` reads a piece of JSON Lines in which every line must be a capture record laid
- * out byte for byte as SageMaker writes it, with CSV-encoded input (and output) of one
- * row, and either fills the caller's arrays with the row's values and returns the
- * strings, or returns None as soon as any line differs in any way. None means "nothing
- * was decided": the Python reader then parses the piece its usual way, which is also
- * what counts malformed input. So this code never has to judge bad input; it only has
- * to be certain that every line it accepts is read exactly as the Python paths read it.
+ * out byte for byte as SageMaker writes it, with CSV or JSON input (and output), and
+ * either fills the caller's arrays with the rows' values and returns the strings, or
+ * returns None as soon as any line differs in any way. None means "nothing was
+ * decided": the Python reader then parses the piece its usual way, which is also what
+ * counts malformed input. So this code never has to judge bad input; it only has to be
+ * certain that every line it accepts is read exactly as the Python paths read it.
  *
  * What a line must be to be accepted (anything else returns None):
  *   {"captureData":{"endpointInput":{"observedContentType":"T","mode":"INPUT",
- *    "data":"D","encoding":"CSV"}[,"endpointOutput":{"observedContentType":"T",
- *    "mode":"OUTPUT","data":"O","encoding":"CSV"}]},"eventMetadata":{"eventId":"E"
+ *    "data":"D","encoding":"CSV|JSON"}[,"endpointOutput":{"observedContentType":"T",
+ *    "mode":"OUTPUT","data":"O","encoding":"CSV|JSON"}]},"eventMetadata":{"eventId":"E"
  *    [,"inferenceId":"I"],"inferenceTime":"W"},"eventVersion":"0"}\n
- * - every variable string holds only printable ASCII (0x20-0x7e) and no backslash, so
- *   its value is literally the bytes between its quotes (no JSON escapes, no UTF-8);
- * - D holds one or more rows separated by escaped newlines (blank rows are skipped),
- *   each of exactly n_features comma-separated fields; a numeric field is empty (a
- *   missing value, NaN) or a plain decimal number ([+-]digits[.digits][e[+-]digits]);
- *   a categorical field is any text (empty is missing);
- * - O, when present, has as many rows, each starting with a plain decimal number (the
- *   prediction; the rest of the row is ignored, as the Python path does).
+ * - every variable string holds only printable ASCII (0x20-0x7e) and, but for the
+ *   escapes named below, no backslash, so its value is literally the bytes between its
+ *   quotes (no other JSON escape, no UTF-8);
+ * - a CSV D holds one or more rows separated by escaped newlines (blank rows are
+ *   skipped), each of exactly n_features comma-separated fields; a numeric field is
+ *   empty (a missing value, NaN) or a plain decimal number
+ *   ([+-]digits[.digits][e[+-]digits]); a categorical field is any text (empty is
+ *   missing); a CSV O has as many rows, each starting with such a number (the
+ *   prediction; the rest of the row is ignored, as the Python path does);
+ * - a JSON D or O is one of the shapes described above json_input.
  *
  * Numbers are converted exactly as float() converts them (correctly rounded): the
  * decimal significand and power of ten are exact doubles in the common case (at most

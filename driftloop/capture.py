@@ -12,9 +12,9 @@ payloads, odd rows) takes a careful per-record path that yields the same result.
 Two optional accelerators sit in front of those paths (`read_capture(engine=...)`:
 "auto", "numpy", "arrow" or "native"). Where the package was installed with a C
 compiler, the compiled scanner driftloop._scan (driftloop/_scan.c) reads a piece of
-lines in SageMaker's exact layout with CSV payloads (one row or many) in a single pass,
-straight into column arrays: no JSON parser, no per-value Python object but the category
-names.
+lines in SageMaker's exact layout with CSV or JSON payloads (one row or many) in a single
+pass, straight into column arrays: no JSON parser, no per-value Python object but the
+category names.
 When pyarrow is importable (the CLI's install; not the Lambda bundle, which stays
 small), blocks of well-formed CSV payload rows are parsed by pyarrow's CSV reader on one
 thread. Each only ever takes input it reads exactly as the numpy path would (numbers
@@ -1947,10 +1947,10 @@ class _NativeOut:
 class _NativeScan:
     """Pieces read by the compiled scanner, driftloop._scan (see driftloop/_scan.c).
 
-    It accepts a piece only if every line is in SageMaker's exact layout with CSV rows
-    (one or more per request, as many predictions) and values it reads exactly as the
-    Python paths do (plain decimal numbers, printable ASCII); otherwise it declines and
-    the Python paths read the piece, and count whatever is malformed in it.
+    It accepts a piece only if every line is in SageMaker's exact layout with CSV or
+    JSON rows (one or more per request, as many predictions) and values it reads exactly
+    as the Python paths do (plain decimal numbers, printable ASCII); otherwise it
+    declines and the Python paths read the piece, and count whatever is malformed in it.
     """
 
     def __init__(self, schema: Schema) -> None:
