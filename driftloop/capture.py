@@ -255,7 +255,7 @@ def _parse_number(token: str) -> float | None:
 
 
 def _convert_row(
-    values: list[Any], schema: Schema, cat_mask: list[bool] | None = None
+    values: list[Any], schema: Schema, cat_mask: list[bool]
 ) -> tuple[list[Any] | None, str]:
     """Convert raw row values (CSV strings or JSON values) in feature order; None if unparseable.
 
@@ -263,11 +263,11 @@ def _convert_row(
     Numeric: None is missing (NaN), a bool or number is float(v), a str goes through
     _parse_number. Anything else makes the row unparseable. The common types are
     dispatched by exact type first (this runs once per row of every JSON payload).
+    `cat_mask` says which features are categorical (the parser keeps it).
     """
-    mask = cat_mask if cat_mask is not None else [schema.is_categorical(f) for f in schema.features]
     out: list[Any] = []
     append = out.append
-    for is_cat, v in zip(mask, values, strict=True):
+    for is_cat, v in zip(cat_mask, values, strict=True):
         t = type(v)
         if is_cat:
             if t is str:
@@ -728,7 +728,8 @@ class _ChunkParser:
 
     def _json_predictions(self, taken: list[tuple[int, Any, str, int]], scores: _Scores) -> None:
         """Predictions of JSON requests read together; `_slow_scores` takes the odd ones."""
-        p_rec: list[int] = []
+        p_rec: list[int] = []  # records whose predictions were read here
+        p_n: list[int] = []  # and how many each has
         p_val: list[float] = []
         for k, out, where, n in taken:
             if out is None:
@@ -745,15 +746,15 @@ class _ChunkParser:
                 except orjson.JSONDecodeError:
                     vals = None
             if vals is not None and len(vals) == n:
-                p_rec += [k] * n
+                p_rec.append(k)
+                p_n.append(n)
                 p_val += vals
             else:
                 self._slow_scores(k, out, where, scores)  # counts what is wrong with it
         if p_rec:
-            rec_arr = np.array(p_rec, dtype=np.int64)  # records in order, each n times
-            first = np.searchsorted(rec_arr, rec_arr, side="left")
-            idx = np.arange(len(rec_arr), dtype=np.int64) - first
-            scores.add_vector(rec_arr, idx, np.array(p_val, dtype=np.float64))
+            counts = np.array(p_n, dtype=np.int64)
+            rec_arr = np.repeat(np.array(p_rec, dtype=np.int64), counts)
+            scores.add_vector(rec_arr, _positions(counts), np.array(p_val, dtype=np.float64))
 
     def _json_requests(
         self, slow: list[tuple[int, tuple[Any, Any], str]], rows: _Rows, scores: _Scores
@@ -799,8 +800,7 @@ class _ChunkParser:
         scores.n_rows[recs] = n_rows
         rows.vec_cols.append(cols)
         rows.vec_rec.append(np.repeat(recs, n_rows))
-        starts = np.cumsum(n_rows) - n_rows
-        rows.vec_idx.append(np.arange(len(all_rows), dtype=np.int64) - np.repeat(starts, n_rows))
+        rows.vec_idx.append(_positions(n_rows))
         self._json_predictions(taken, scores)
         return rest
 
@@ -1404,6 +1404,12 @@ class _Scores:
         return pred
 
 
+def _positions(counts: np.ndarray) -> np.ndarray:
+    """0, 1, ..., n-1 for each n in counts, laid end to end (a row's index in its request)."""
+    starts = np.cumsum(counts) - counts
+    return np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(starts, counts)
+
+
 def _starts_from_lengths(lens: np.ndarray) -> np.ndarray:
     """Byte offsets of items of these lengths laid end to end with one separator byte."""
     starts = np.zeros(len(lens), dtype=np.int64)
@@ -1894,7 +1900,10 @@ class _LineOrderedLog(MalformedLog):
 class _NativeOut:
     """The arrays one chunk's natively scanned pieces are written into, column-major."""
 
-    def __init__(self, capacity: int, n_num: int, n_cat: int) -> None:
+    def __init__(
+        self, capacity: int, features: list[str], num_features: list[str], cat_features: list[str]
+    ) -> None:
+        n_num, n_cat = len(num_features), len(cat_features)
         self.capacity = capacity  # rows
         self.num = np.empty((n_num, capacity), dtype=np.float64)
         self.codes = np.empty((n_cat, capacity), dtype=np.int32)
@@ -1905,12 +1914,15 @@ class _NativeOut:
         self.event_ids: list[str] = []
         self.inference_ids: list[str | None] = []
         self.rows = 0
-        self.columns: dict[str, np.ndarray] = {}
+        # each feature's column (a row of num or cats), in the schema's order
+        cols = {f: self.num[j] for j, f in enumerate(num_features)}
+        cols.update({f: self.cats[k] for k, f in enumerate(cat_features)})
+        self.columns = {f: cols[f] for f in features}
+        self.cat_features = cat_features
         # each categorical column's names in the order first seen in the chunk; the
         # scanner numbers them per piece, and `recode` renumbers them chunk-wide
         self.index: list[dict[str, int]] = [{} for _ in range(n_cat)]
         self.names: list[list[str]] = [[] for _ in range(n_cat)]
-        self.cat_features: list[str] = []
 
     def recode(self, k: int, words: list[str], a: int, b: int) -> None:
         """Rows a..b of categorical column k: piece codes (into words) to chunk codes."""
@@ -1961,12 +1973,7 @@ class _NativeScan:
 
     def start(self, capacity: int) -> _NativeOut:
         """The arrays for a chunk of at most `capacity` rows."""
-        out = _NativeOut(capacity, len(self.num_features), len(self.cat_features))
-        cols = {f: out.num[j] for j, f in enumerate(self.num_features)}
-        cols.update({f: out.cats[k] for k, f in enumerate(self.cat_features)})
-        out.columns = {f: cols[f] for f in self.features}
-        out.cat_features = self.cat_features
-        return out
+        return _NativeOut(capacity, self.features, self.num_features, self.cat_features)
 
     def scan(
         self,
@@ -2221,12 +2228,8 @@ def _read_stream(
 ) -> Iterator[FeatureBatch]:
     parser = _ChunkParser(schema, malformed, name, arrow, native)
     lineno = 1
-    chunks = (
-        _iter_line_chunks(fh, chunk_rows)
-        if native is None
-        else _iter_line_chunks(fh, chunk_rows, find_newlines=_native_newlines)
-    )
-    for pieces in chunks:
+    find_newlines = _numpy_newlines if native is None else _native_newlines
+    for pieces in _iter_line_chunks(fh, chunk_rows, find_newlines=find_newlines):
         batch = parser.parse(pieces, lineno)
         lineno += sum(len(nl) for _, nl in pieces)
         if batch is not None:
