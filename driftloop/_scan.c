@@ -1035,6 +1035,15 @@ done:
     return result;
 }
 
+/* How many bytes c [start, end) holds (memchr from one to the next). */
+static Py_ssize_t count_byte(const char *start, const char *end, char c) {
+    Py_ssize_t n = 0;
+    for (const char *p = start; (p = memchr(p, c, (size_t)(end - p))) != NULL; p++) {
+        n++;
+    }
+    return n;
+}
+
 PyDoc_STRVAR(newlines_doc,
 "newlines(buf) -> bytearray\n"
 "\n"
@@ -1047,10 +1056,7 @@ static PyObject *newlines(PyObject *Py_UNUSED(self), PyObject *arg) {
     }
     const char *start = (const char *)b.buf;
     const char *end = start + b.len;
-    Py_ssize_t n = 0;
-    for (const char *p = start; (p = memchr(p, '\n', (size_t)(end - p))) != NULL; p++) {
-        n++;
-    }
+    const Py_ssize_t n = count_byte(start, end, '\n');
     PyObject *out = PyByteArray_FromStringAndSize(NULL, n * (Py_ssize_t)sizeof(int64_t));
     if (out != NULL) {
         int64_t *pos = (int64_t *)PyByteArray_AsString(out);
@@ -1082,9 +1088,7 @@ static PyObject *row_breaks(PyObject *Py_UNUSED(self), PyObject *arg) {
     for (const char *p = start; (p = memchr(p, '\\', (size_t)(end - p))) != NULL; p++) {
         n += (p + 1 < end && p[1] == 'n');
     }
-    for (const char *p = start; (p = memchr(p, '[', (size_t)(end - p))) != NULL; p++) {
-        n++;
-    }
+    n += count_byte(start, end, '[');
     PyBuffer_Release(&b);
     return PyLong_FromSsize_t(n);
 }
