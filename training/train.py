@@ -41,7 +41,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,12 @@ class TrainingError(Exception):
 
 class EmptyChannelError(TrainingError):
     """A channel without rows (no data files, or only headers)."""
+
+
+def _env_path(env: Mapping[str, str], name: str) -> Path | None:
+    """The path an optional channel's SM_CHANNEL_* variable names, if it is set."""
+    value = env.get(name)
+    return Path(value) if value else None
 
 
 def _csv_list(text: str) -> list[str]:
@@ -144,18 +150,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     paths.add_argument(
         "--train", type=Path, default=Path(env.get("SM_CHANNEL_TRAIN", "data/train"))
     )
-    validation = env.get("SM_CHANNEL_VALIDATION")
     paths.add_argument(
         "--validation",
         type=Path,
-        default=Path(validation) if validation else None,
+        default=_env_path(env, "SM_CHANNEL_VALIDATION"),
         help="validation channel (default: a seeded 20%% split of train)",
     )
-    baseline = env.get("SM_CHANNEL_BASELINE")
     paths.add_argument(
         "--baseline",
         type=Path,
-        default=Path(baseline) if baseline else None,
+        default=_env_path(env, "SM_CHANNEL_BASELINE"),
         help="baseline channel: the traffic to profile (default: the training set)",
     )
     paths.add_argument(
