@@ -20,6 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
+from driftloop import naming
 from infra import nag
 from infra.config import DriftloopConfig
 from infra.constructs.alerts import Alerts
@@ -605,6 +606,7 @@ def nag_retraining(stack: RetrainingStack, prefix: str) -> None:
     )
     sagemaker_arn = "arn:<AWS::Partition>:sagemaker:<AWS::Region>:<AWS::AccountId>"
     endpoint = workflow.endpoint_name
+    prefix_ = naming.name_prefix(endpoint)
     nag.ack(
         steps["PrepareData"].role,
         f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:endpoint-config/*]",
@@ -622,8 +624,8 @@ def nag_retraining(stack: RetrainingStack, prefix: str) -> None:
         for kind in kinds:
             nag.ack(
                 steps[step].role,
-                f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:{kind}/{endpoint}-*]",
-                f"the workflow names every {kind} it creates {endpoint}-<kind>-<time>-<run>",
+                f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:{kind}/{prefix_}*]",
+                f"the workflow names every {kind} it creates {prefix_}<kind>-<time>-<run>",
             )
     group = workflow.model_package_group_name
     nag.ack(
@@ -684,8 +686,8 @@ def nag_retraining(stack: RetrainingStack, prefix: str) -> None:
     )
     nag.ack(
         machine_role,
-        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:processing-job/{endpoint}-*]",
-        "the workflow names every processing job it starts {endpoint}-eval-<time>-<run>",
+        f"AwsSolutions-IAM5[Resource::{sagemaker_arn}:processing-job/{prefix_}*]",
+        f"the workflow names every processing job it starts {prefix_}eval-<time>-<run>",
     )
     nag.ack(
         machine_role,

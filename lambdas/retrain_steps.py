@@ -47,10 +47,8 @@ drift check's reference) and point `training/current.json` at the new snapshot.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
-import re
 import tarfile
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -65,6 +63,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from driftloop.capture import read_capture
 from driftloop.errors import DriftloopError, MalformedLog
 from driftloop.gate import decide, higher_is_better
+from driftloop.naming import resource_name
 from driftloop.profile import DatasetProfile
 from driftloop.quality import read_ground_truth, row_id
 from driftloop.schema import Schema
@@ -132,16 +131,6 @@ def _need(state: Any, *path: str) -> Any:
             raise DriftloopError(f"retraining state document: missing {'.'.join(path[: i + 1])}")
         value = value[key]
     return value
-
-
-def _safe_name(text: str, limit: int) -> str:
-    return re.sub(r"[^A-Za-z0-9-]+", "-", text)[:limit].strip("-") or "driftloop"
-
-
-def resource_name(endpoint: str, kind: str, run_id: str, when: datetime) -> str:
-    """A SageMaker name (<= 63 of [A-Za-z0-9-]) unique per run: endpoint, kind, time, run hash."""
-    digest = hashlib.sha256(run_id.encode()).hexdigest()[:8]
-    return f"{_safe_name(endpoint, 30)}-{kind}-{when.strftime('%Y%m%d%H%M%S')}-{digest}"[:63]
 
 
 def _run_time(state: dict[str, Any]) -> datetime:

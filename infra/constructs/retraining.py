@@ -40,6 +40,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from driftloop import naming
 from infra.constructs.functions import SERVICE_STEPS, SERVICE_TRIGGER, DriftloopFunction
 from infra.constructs.sagemaker_role import grant_sagemaker_telemetry
 from infra.constructs.storage import CAPTURE_PREFIX, GROUND_TRUTH_PREFIX
@@ -138,9 +139,9 @@ class RetrainWorkflow(Construct):
         super().__init__(scope, id_)
         stack = cdk.Stack.of(self)
         self.endpoint_name = endpoint_name
-        # Every SageMaker resource the workflow creates starts with the endpoint's name
-        # (lambdas.retrain_steps.resource_name), which is what the IAM below is scoped to.
-        name_prefix = f"{endpoint_name}-"
+        # Every SageMaker resource the workflow creates starts with this prefix
+        # (driftloop.naming.resource_name), which is what the IAM below is scoped to.
+        name_prefix = naming.name_prefix(endpoint_name)
 
         def sm_arn(resource: str, name: str) -> str:
             return stack.format_arn(service="sagemaker", resource=resource, resource_name=name)
